@@ -1,0 +1,500 @@
+//! Edge: qmail's control files and the environment tcpserver sets, read
+//! once at connect time into a [`Settings`].
+//!
+//! Semantics are qmail's `control.c`: a "line" file uses its first line, a
+//! "lines" file every line that is neither empty nor a `#` comment, trailing
+//! white space is stripped, a missing file means the default, and a file
+//! that exists but cannot be read is fatal (`421 unable to read controls`).
+
+use std::ffi::OsString;
+use std::fmt;
+use std::io::{self, ErrorKind};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use crate::io::tls;
+use crate::log;
+use crate::policy::{Contradiction, TlsPolicy};
+use crate::smtp::reply::{self, Reply};
+use crate::smtp::session::{Config, LookupError, Lookups, NameSet};
+
+/// Default `timeoutsmtpd`, seconds.
+pub const DEFAULT_TIMEOUT: u64 = 1200;
+
+/// A control file exists but could not be read, or no name could be found.
+#[derive(Debug)]
+pub struct ControlError {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+impl fmt::Display for ControlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path.display(), self.reason)
+    }
+}
+
+impl ControlError {
+    fn io(path: &Path, e: &io::Error) -> ControlError {
+        ControlError {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        }
+    }
+}
+
+/// Why the connection cannot be served at all.
+#[derive(Debug)]
+pub enum StartupError {
+    Control(ControlError),
+    Policy(Contradiction),
+}
+
+impl StartupError {
+    /// What the client is told before we exit.
+    pub fn reply(&self) -> Reply {
+        match self {
+            StartupError::Control(_) => reply::CONTROL_UNREADABLE,
+            StartupError::Policy(c) => c.reply,
+        }
+    }
+}
+
+impl fmt::Display for StartupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartupError::Control(e) => write!(f, "unable to read controls: {e}"),
+            StartupError::Policy(c) => write!(f, "contradictory settings: {}", c.why),
+        }
+    }
+}
+
+impl From<ControlError> for StartupError {
+    fn from(e: ControlError) -> StartupError {
+        StartupError::Control(e)
+    }
+}
+
+/// The environment variables we read, captured once.
+#[derive(Debug, Default, Clone)]
+pub struct Env {
+    vars: Vec<(OsString, OsString)>,
+}
+
+impl Env {
+    pub fn from_process() -> Env {
+        Env {
+            vars: std::env::vars_os().collect(),
+        }
+    }
+
+    pub fn from_pairs<I, K, V>(pairs: I) -> Env
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<OsString>,
+        V: Into<OsString>,
+    {
+        Env {
+            vars: pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&[u8]> {
+        use std::os::unix::ffi::OsStrExt;
+        self.vars
+            .iter()
+            .rev()
+            .find(|(k, _)| k.as_bytes() == name.as_bytes())
+            .map(|(_, v)| v.as_bytes())
+    }
+}
+
+/// Everything read at connect time.
+pub struct Settings {
+    pub config: Config,
+    pub timeout: Duration,
+    pub qmailhome: PathBuf,
+    /// The program that queues a message (`QMAILQUEUE` or `bin/qmail-queue`).
+    pub queue_program: PathBuf,
+    pub lookups: ControlLookups,
+    /// Non-fatal problems worth a line on stderr.
+    pub warnings: Vec<String>,
+}
+
+/// Read the control files below `$QMAILHOME/control` and the tcpserver
+/// environment.
+pub fn load(env: &Env) -> Result<Settings, StartupError> {
+    use std::os::unix::ffi::OsStrExt;
+    let qmailhome = PathBuf::from(std::ffi::OsStr::from_bytes(
+        env.get("QMAILHOME").unwrap_or(b"/var/qmail"),
+    ));
+    let dir = qmailhome.join("control");
+    let mut warnings = Vec::new();
+
+    let me = read_line(&dir.join("me"))?;
+    let greeting = match env.get("SMTPGREETING") {
+        Some(g) => g.to_vec(),
+        None => match read_line(&dir.join("smtpgreeting"))? {
+            Some(g) => g,
+            None => me.clone().ok_or_else(|| ControlError {
+                path: dir.join("me"),
+                reason: "missing, and so is smtpgreeting: no name to greet with".into(),
+            })?,
+        },
+    };
+    let localiphost = read_line(&dir.join("localiphost"))?.or_else(|| me.clone());
+
+    let timeout = read_int(&dir.join("timeoutsmtpd"), &mut warnings)?
+        .unwrap_or(DEFAULT_TIMEOUT)
+        .max(1);
+
+    let rcpthosts_path = dir.join("rcpthosts");
+    let rcpthosts = read_lines(&rcpthosts_path)?.map(NameSet::new);
+    if rcpthosts.is_none() {
+        warnings.push(format!(
+            "{} is missing: refusing every recipient (classic qmail would be an open relay)",
+            rcpthosts_path.display()
+        ));
+    }
+    let more = if rcpthosts.is_some() {
+        open_cdb(&dir.join("morercpthosts.cdb"))?
+    } else {
+        None
+    };
+    let badmailfrom = NameSet::new(read_lines(&dir.join("badmailfrom"))?.unwrap_or_default());
+
+    let mut databytes = read_int(&dir.join("databytes"), &mut warnings)?.unwrap_or(0);
+    if let Some(v) = env.get("DATABYTES") {
+        match parse_u64(v) {
+            Some(n) => databytes = n,
+            None => warnings.push("DATABYTES is not a number: ignored".into()),
+        }
+    }
+
+    let nonempty = |name: &str| env.get(name).filter(|v| !v.is_empty()).map(<[u8]>::to_vec);
+    let mut config = Config::new(&greeting);
+    config.localiphost = localiphost;
+    config.rcpthosts = rcpthosts;
+    config.badmailfrom = badmailfrom;
+    config.databytes = databytes;
+    config.relayclient = env.get("RELAYCLIENT").map(<[u8]>::to_vec);
+    config.remote_ip = nonempty("TCPREMOTEIP").unwrap_or_else(|| b"unknown".to_vec());
+    config.remote_host = nonempty("TCPREMOTEHOST").unwrap_or_else(|| b"unknown".to_vec());
+    config.remote_info = nonempty("TCPREMOTEINFO");
+    config.local_host = nonempty("TCPLOCALHOST")
+        .or_else(|| nonempty("TCPLOCALIP"))
+        .unwrap_or_else(|| b"unknown".to_vec());
+
+    config.tls = TlsPolicy::from_env(|name| env.get(name)).map_err(StartupError::Policy)?;
+
+    let path = |v: &[u8]| PathBuf::from(std::ffi::OsStr::from_bytes(v));
+    let tls_source = TlsSource {
+        cert: env
+            .get("TLS_SERVER_CERT")
+            .filter(|v| !v.is_empty())
+            .map_or_else(|| dir.join("servercert.pem"), path),
+        key: env
+            .get("TLS_SERVER_KEY")
+            .filter(|v| !v.is_empty())
+            .map(path),
+        ciphers: match env.get("TLSCIPHERS").filter(|v| !v.is_empty()) {
+            Some(c) => Some(c.to_vec()),
+            None => read_line(&dir.join("tlsserverciphers"))?,
+        }
+        .map(|c| String::from_utf8_lossy(&c).into_owned()),
+    };
+
+    let queue_program = match env.get("QMAILQUEUE").filter(|v| !v.is_empty()) {
+        Some(q) => PathBuf::from(std::ffi::OsStr::from_bytes(q)),
+        None => qmailhome.join("bin/qmail-queue"),
+    };
+
+    Ok(Settings {
+        config,
+        timeout: Duration::from_secs(timeout),
+        qmailhome,
+        queue_program,
+        lookups: ControlLookups {
+            more_rcpthosts: more,
+            local_ips: OnceLock::new(),
+            tls_source,
+            tls_config: OnceLock::new(),
+        },
+        warnings,
+    })
+}
+
+/// Read a whole control file; `None` if it does not exist.
+fn read_file(path: &Path) -> Result<Option<Vec<u8>>, ControlError> {
+    match std::fs::read(path) {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(ControlError::io(path, &e)),
+    }
+}
+
+fn trim_end_ws(mut s: &[u8]) -> &[u8] {
+    while let [rest @ .., last] = s {
+        if last.is_ascii_whitespace() {
+            s = rest;
+        } else {
+            break;
+        }
+    }
+    s
+}
+
+/// qmail's `control_readline`: the first line, trailing white space removed.
+pub fn read_line(path: &Path) -> Result<Option<Vec<u8>>, ControlError> {
+    Ok(read_file(path)?.map(|data| {
+        let first = data.split(|&b| b == b'\n').next().unwrap_or_default();
+        trim_end_ws(first).to_vec()
+    }))
+}
+
+/// qmail's `control_readfile`: non-empty, non-`#` lines.
+pub fn read_lines(path: &Path) -> Result<Option<Vec<Vec<u8>>>, ControlError> {
+    Ok(read_file(path)?.map(|data| {
+        data.split(|&b| b == b'\n')
+            .map(trim_end_ws)
+            .filter(|l| !l.is_empty() && l[0] != b'#')
+            .map(<[u8]>::to_vec)
+            .collect()
+    }))
+}
+
+/// qmail's `control_readint`: a number on the first line; anything else is
+/// ignored (with a warning, where qmail was silent).
+fn read_int(path: &Path, warnings: &mut Vec<String>) -> Result<Option<u64>, ControlError> {
+    let Some(line) = read_line(path)? else {
+        return Ok(None);
+    };
+    match parse_u64(&line) {
+        Some(n) => Ok(Some(n)),
+        None => {
+            warnings.push(format!("{}: not a number: ignored", path.display()));
+            Ok(None)
+        }
+    }
+}
+
+fn parse_u64(s: &[u8]) -> Option<u64> {
+    let s = std::str::from_utf8(s).ok()?.trim();
+    s.parse().ok()
+}
+
+fn open_cdb(path: &Path) -> Result<Option<cdb::CDB>, ControlError> {
+    match cdb::CDB::open(path) {
+        Ok(c) => Ok(Some(c)),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(ControlError::io(path, &e)),
+    }
+}
+
+/// Where the TLS certificate, key and cipher list come from.
+#[derive(Debug, Clone)]
+pub struct TlsSource {
+    /// `TLS_SERVER_CERT`, else `control/servercert.pem` (chain and key).
+    pub cert: PathBuf,
+    /// `TLS_SERVER_KEY`: the key in a file of its own.
+    pub key: Option<PathBuf>,
+    /// `TLSCIPHERS`, else `control/tlsserverciphers`.
+    pub ciphers: Option<String>,
+}
+
+/// The [`Lookups`] the session asks of the edge.
+pub struct ControlLookups {
+    more_rcpthosts: Option<cdb::CDB>,
+    /// This host's IPv4 addresses, read on first use.
+    local_ips: OnceLock<Vec<[u8; 4]>>,
+    tls_source: TlsSource,
+    /// The TLS configuration, loaded the first time TLS could be offered;
+    /// `None` if it is unusable (the reason is logged once).
+    tls_config: OnceLock<Option<Arc<tls::ServerConfig>>>,
+}
+
+impl ControlLookups {
+    /// The TLS configuration, loading it on first use.
+    pub fn tls_config(&self) -> Option<Arc<tls::ServerConfig>> {
+        self.tls_config
+            .get_or_init(|| {
+                let src = &self.tls_source;
+                match tls::server_config(&src.cert, src.key.as_deref(), src.ciphers.as_deref()) {
+                    Ok((config, warnings)) => {
+                        for w in warnings {
+                            log::line(&format!("warning: TLS: {w}"));
+                        }
+                        Some(config)
+                    }
+                    Err(e) => {
+                        log::line(&format!("TLS not available: {e}"));
+                        None
+                    }
+                }
+            })
+            .clone()
+    }
+}
+
+impl Lookups for ControlLookups {
+    fn more_rcpthosts(&self, domain: &[u8]) -> Result<bool, LookupError> {
+        match &self.more_rcpthosts {
+            None => Ok(false),
+            Some(db) => match db.get(domain) {
+                None => Ok(false),
+                Some(Ok(_)) => Ok(true),
+                Some(Err(_)) => Err(LookupError),
+            },
+        }
+    }
+
+    fn is_local_ip(&self, ip: [u8; 4]) -> bool {
+        self.local_ips.get_or_init(local_ipv4s).contains(&ip)
+    }
+
+    fn tls_available(&self) -> bool {
+        self.tls_config().is_some()
+    }
+}
+
+/// qmail's `ipme`: the addresses of this host's interfaces, plus 127.0.0.1.
+fn local_ipv4s() -> Vec<[u8; 4]> {
+    let mut ips = vec![[127, 0, 0, 1]];
+    if let Ok(addrs) = nix::ifaddrs::getifaddrs() {
+        for a in addrs {
+            if let Some(sin) = a.address.as_ref().and_then(|s| s.as_sockaddr_in()) {
+                ips.push(sin.ip().octets());
+            }
+        }
+    }
+    ips
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A scratch qmail home, removed when dropped.
+    struct Home(PathBuf);
+
+    impl std::ops::Deref for Home {
+        type Target = Path;
+        fn deref(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for Home {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn home() -> Home {
+        let dir = std::env::temp_dir().join(format!(
+            "qsmtpd-control-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("control")).unwrap();
+        Home(dir)
+    }
+
+    fn write(home: &Path, name: &str, text: &str) {
+        std::fs::write(home.join("control").join(name), text).unwrap();
+    }
+
+    fn env(home: &Path, extra: &[(&str, &str)]) -> Env {
+        let mut v: Vec<(String, String)> =
+            vec![("QMAILHOME".into(), home.to_str().unwrap().into())];
+        v.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        Env::from_pairs(v)
+    }
+
+    #[test]
+    fn reads_qmail_semantics() {
+        let h = home();
+        write(&h, "me", "mx.example.org  \nignored\n");
+        write(
+            &h,
+            "rcpthosts",
+            "# comment\nexample.org\n\n.Example.NET \t\n",
+        );
+        write(&h, "badmailfrom", "spam@evil.example\n@evil2.example\n");
+        write(&h, "databytes", "1000\n");
+        write(&h, "timeoutsmtpd", "0\n");
+        let s = load(&env(&h, &[("TCPREMOTEIP", "192.0.2.7")])).unwrap();
+        assert_eq!(s.config.greeting, b"mx.example.org");
+        assert_eq!(
+            s.config.localiphost.as_deref(),
+            Some(&b"mx.example.org"[..])
+        );
+        let rh = s.config.rcpthosts.as_ref().unwrap();
+        assert!(rh.contains(b"example.org"));
+        assert!(rh.contains(b".example.net"));
+        assert!(!rh.contains(b"# comment"));
+        assert!(s.config.badmailfrom.contains(b"@EVIL2.example"));
+        assert_eq!(s.config.databytes, 1000);
+        assert_eq!(
+            s.timeout,
+            Duration::from_secs(1),
+            "timeout 0 becomes 1 as in qmail"
+        );
+        assert_eq!(s.config.remote_ip, b"192.0.2.7");
+        assert_eq!(s.config.remote_host, b"unknown");
+        assert_eq!(s.config.local_host, b"unknown");
+        assert_eq!(s.queue_program, h.join("bin/qmail-queue"));
+        assert!(s.warnings.is_empty());
+    }
+
+    #[test]
+    fn env_overrides_and_defaults() {
+        let h = home();
+        write(&h, "me", "me.example");
+        write(&h, "smtpgreeting", "greet.example hello");
+        write(&h, "databytes", "junk");
+        let s = load(&env(
+            &h,
+            &[
+                ("DATABYTES", "42"),
+                ("QMAILQUEUE", "/bin/qq"),
+                ("TCPLOCALIP", "10.0.0.1"),
+                ("RELAYCLIENT", ""),
+            ],
+        ))
+        .unwrap();
+        assert_eq!(s.config.greeting, b"greet.example hello");
+        assert_eq!(s.config.databytes, 42);
+        assert_eq!(s.queue_program, PathBuf::from("/bin/qq"));
+        assert_eq!(s.config.local_host, b"10.0.0.1");
+        assert_eq!(s.config.relayclient.as_deref(), Some(&b""[..]));
+        assert!(s.config.rcpthosts.is_none(), "missing rcpthosts");
+        assert_eq!(s.timeout, Duration::from_secs(DEFAULT_TIMEOUT));
+        assert_eq!(s.warnings.len(), 2, "{:?}", s.warnings);
+        let s = load(&env(&h, &[("SMTPGREETING", "env.example")])).unwrap();
+        assert_eq!(s.config.greeting, b"env.example");
+    }
+
+    #[test]
+    fn missing_me_and_greeting_is_fatal() {
+        let h = home();
+        assert!(load(&env(&h, &[])).is_err());
+    }
+
+    #[test]
+    fn unreadable_control_file_is_fatal() {
+        let h = home();
+        write(&h, "me", "me.example");
+        // A directory where a file is expected cannot be read.
+        std::fs::create_dir(h.join("control/badmailfrom")).unwrap();
+        match load(&env(&h, &[])) {
+            Err(StartupError::Control(e)) => assert!(e.path.ends_with("badmailfrom"), "{e}"),
+            _ => panic!("must fail"),
+        }
+    }
+}

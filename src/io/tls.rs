@@ -1,0 +1,380 @@
+//! Edge: TLS on fd 0/1 with rustls, synchronously, in this process. The
+//! only module that names `rustls`, so an upgrade touches one file.
+//!
+//! Traps of driving rustls over two blocking fds (see shared design notes):
+//! `Reader::read` answers `WouldBlock` when no plaintext is buffered, which
+//! here means "read a record from fd 0"; and `Stream::write` would make one
+//! record and one `write(2)` per reply. We own the loop instead: replies are
+//! handed to rustls as one batch and every flight of records leaves in one
+//! write, so neither Nagle's algorithm nor delayed ACKs stall a handshake or
+//! a pipelined batch.
+//!
+//! One process serves one connection, so there is no session cache and no
+//! TLS 1.3 tickets: both would die with the process.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::crypto::aws_lc_rs;
+use rustls::server::NoServerSessionStorage;
+use rustls::{CipherSuite, ProtocolVersion, ServerConnection, SupportedCipherSuite};
+use rustls_pki_types::pem::{self, PemObject};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use super::fd::{FdTransport, IoError};
+
+pub use rustls::ServerConfig;
+
+/// What was negotiated, for the Received header, the log and qmail-queue's
+/// environment: `TLSv1.3` and `TLS13_AES_256_GCM_SHA384`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsInfo {
+    pub version: String,
+    pub cipher: String,
+}
+
+/// Why a handshake did not complete. Never carries key material.
+#[derive(Debug)]
+pub enum HandshakeError {
+    /// A read or write on the link failed or timed out.
+    Io(IoError),
+    /// The client closed the connection mid-handshake.
+    Eof,
+    /// The TLS protocol failed (bad record, no common version, …).
+    Tls(String),
+}
+
+impl fmt::Display for HandshakeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HandshakeError::Io(IoError::Timeout) => f.write_str("timeout"),
+            HandshakeError::Io(IoError::Io(e)) => write!(f, "I/O error: {e}"),
+            HandshakeError::Eof => f.write_str("client closed the connection"),
+            HandshakeError::Tls(e) => f.write_str(e),
+        }
+    }
+}
+
+/// Why the certificate configuration is unusable. Never contains the
+/// contents of the PEM file.
+#[derive(Debug)]
+pub struct ConfigError(String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Describe a PEM error without quoting the file (it may hold a key).
+fn pem_error(path: &Path, what: &str, e: &pem::Error) -> ConfigError {
+    let why = match e {
+        pem::Error::Io(e) => e.to_string(),
+        pem::Error::NoItemsFound => format!("no {what} found"),
+        pem::Error::MissingSectionEnd { .. } => "a PEM section has no END line".into(),
+        pem::Error::IllegalSectionStart { .. } => "a malformed PEM BEGIN line".into(),
+        pem::Error::Base64Decode(_) => "a PEM section is not valid base64".into(),
+        _ => "unreadable PEM".into(),
+    };
+    ConfigError(format!("{}: {what}: {why}", path.display()))
+}
+
+/// Build the server configuration from the certificate chain (and the key,
+/// unless `key` names a file of its own) and an optional cipher list in
+/// OpenSSL or rustls spelling. Returns warnings worth logging.
+pub fn server_config(
+    cert: &Path,
+    key: Option<&Path>,
+    ciphers: Option<&str>,
+) -> Result<(Arc<ServerConfig>, Vec<String>), ConfigError> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| pem_error(cert, "certificate", &e))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| pem_error(cert, "certificate", &e))?;
+    if certs.is_empty() {
+        return Err(ConfigError(format!(
+            "{}: no certificate found",
+            cert.display()
+        )));
+    }
+    let key_path = key.unwrap_or(cert);
+    let key = PrivateKeyDer::from_pem_file(key_path)
+        .map_err(|e| pem_error(key_path, "private key", &e))?;
+
+    let mut warnings = Vec::new();
+    let mut provider = aws_lc_rs::default_provider();
+    if let Some(list) = ciphers {
+        let (suites, ignored) = choose_suites(list, &provider.cipher_suites);
+        if !ignored.is_empty() {
+            warnings.push(format!(
+                "cipher list entries ignored (unknown to rustls, or not single suites): {}",
+                ignored.join(":")
+            ));
+        }
+        match suites {
+            Some(s) => provider.cipher_suites = s,
+            None => warnings.push("cipher list names no usable suite: using the defaults".into()),
+        }
+    }
+    let mut config = ServerConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| ConfigError(format!("TLS settings: {e}")))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| ConfigError(format!("{}: certificate or key: {e}", cert.display())))?;
+    config.send_tls13_tickets = 0;
+    config.session_storage = Arc::new(NoServerSessionStorage {});
+    Ok((Arc::new(config), warnings))
+}
+
+/// OpenSSL names of the suites rustls offers by default.
+const OPENSSL_NAMES: &[(&str, CipherSuite)] = &[
+    (
+        "TLS_AES_256_GCM_SHA384",
+        CipherSuite::TLS13_AES_256_GCM_SHA384,
+    ),
+    (
+        "TLS_AES_128_GCM_SHA256",
+        CipherSuite::TLS13_AES_128_GCM_SHA256,
+    ),
+    (
+        "TLS_CHACHA20_POLY1305_SHA256",
+        CipherSuite::TLS13_CHACHA20_POLY1305_SHA256,
+    ),
+    (
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+        CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+    ),
+    (
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+    ),
+    (
+        "ECDHE-ECDSA-CHACHA20-POLY1305",
+        CipherSuite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+    ),
+    (
+        "ECDHE-RSA-AES256-GCM-SHA384",
+        CipherSuite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+    ),
+    (
+        "ECDHE-RSA-AES128-GCM-SHA256",
+        CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+    ),
+    (
+        "ECDHE-RSA-CHACHA20-POLY1305",
+        CipherSuite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+    ),
+];
+
+/// Restrict `available` (rustls' defaults) to the suites `list` names, in
+/// the list's order. Only suites rustls already offers can be chosen, so a
+/// list can narrow the choice but never weaken it. TLS 1.3 suites are only
+/// restricted if the list names one (OpenSSL's cipher string does not touch
+/// TLS 1.3 either), and likewise for TLS 1.2. Returns `None` when nothing
+/// usable is named, and the entries that were ignored.
+fn choose_suites(
+    list: &str,
+    available: &[SupportedCipherSuite],
+) -> (Option<Vec<SupportedCipherSuite>>, Vec<String>) {
+    let mut chosen: Vec<SupportedCipherSuite> = Vec::new();
+    let mut ignored = Vec::new();
+    for name in list
+        .split(|c: char| c == ':' || c == ',' || c.is_ascii_whitespace())
+        .filter(|s| !s.is_empty())
+    {
+        let by_openssl = OPENSSL_NAMES
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, s)| *s);
+        let found = available.iter().find(|s| {
+            let suite = s.suite();
+            by_openssl == Some(suite)
+                || suite.as_str().is_some_and(|n| n.eq_ignore_ascii_case(name))
+        });
+        match found {
+            Some(s) if !chosen.contains(s) => chosen.push(*s),
+            Some(_) => {}
+            None => ignored.push(name.to_string()),
+        }
+    }
+    let is13 = |s: &SupportedCipherSuite| matches!(s, SupportedCipherSuite::Tls13(_));
+    if chosen.is_empty() {
+        return (None, ignored);
+    }
+    for want13 in [true, false] {
+        if !chosen.iter().any(|s| is13(s) == want13) {
+            chosen.extend(available.iter().filter(|s| is13(s) == want13));
+        }
+    }
+    (Some(chosen), ignored)
+}
+
+/// Reads fd 0 for rustls, each read bounded by the transport's timeout.
+struct FdReader<'a>(&'a mut FdTransport);
+
+impl Read for FdReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf).map_err(|e| match e {
+            IoError::Timeout => io::ErrorKind::TimedOut.into(),
+            IoError::Io(e) => e,
+        })
+    }
+}
+
+fn from_io(e: io::Error) -> IoError {
+    if e.kind() == io::ErrorKind::TimedOut {
+        IoError::Timeout
+    } else {
+        IoError::Io(e)
+    }
+}
+
+/// The client link under TLS.
+pub struct TlsTransport {
+    fd: FdTransport,
+    conn: ServerConnection,
+    /// Records waiting to be written, reused between flights.
+    out: Vec<u8>,
+}
+
+impl TlsTransport {
+    /// Run the server side of the handshake on `fd`. On failure, the alert
+    /// rustls prepared (if any) has been sent.
+    pub fn handshake(
+        fd: FdTransport,
+        config: Arc<ServerConfig>,
+    ) -> Result<(TlsTransport, TlsInfo), HandshakeError> {
+        let conn = ServerConnection::new(config).map_err(|e| HandshakeError::Tls(e.to_string()))?;
+        let mut t = TlsTransport {
+            fd,
+            conn,
+            out: Vec::new(),
+        };
+        // Replies are bounded by the caller's batch size.
+        t.conn.set_buffer_limit(None);
+        while t.conn.is_handshaking() {
+            t.flush().map_err(HandshakeError::Io)?;
+            if !t.conn.wants_read() {
+                return Err(HandshakeError::Tls("handshake stalled".into()));
+            }
+            match t.conn.read_tls(&mut FdReader(&mut t.fd)) {
+                Ok(0) => return Err(HandshakeError::Eof),
+                Ok(_) => {}
+                Err(e) => return Err(HandshakeError::Io(from_io(e))),
+            }
+            if let Err(e) = t.conn.process_new_packets() {
+                let _ = t.flush();
+                return Err(HandshakeError::Tls(e.to_string()));
+            }
+        }
+        // TLS 1.2: the server's Finished flight is still to be sent.
+        t.flush().map_err(HandshakeError::Io)?;
+        let info = TlsInfo {
+            version: match t.conn.protocol_version() {
+                Some(ProtocolVersion::TLSv1_3) => "TLSv1.3".into(),
+                Some(ProtocolVersion::TLSv1_2) => "TLSv1.2".into(),
+                Some(v) => format!("{v:?}"),
+                None => "unknown".into(),
+            },
+            cipher: t
+                .conn
+                .negotiated_cipher_suite()
+                .map(|s| {
+                    let suite = s.suite();
+                    suite
+                        .as_str()
+                        .map_or_else(|| format!("{suite:?}"), str::to_string)
+                })
+                .unwrap_or_else(|| "unknown".into()),
+        };
+        Ok((t, info))
+    }
+
+    /// Write every record rustls has ready, in one write.
+    fn flush(&mut self) -> Result<(), IoError> {
+        self.out.clear();
+        while self.conn.wants_write() {
+            self.conn.write_tls(&mut self.out).map_err(IoError::Io)?;
+        }
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        self.fd.write_all(&self.out)
+    }
+
+    /// Read decrypted bytes (at least one), or `Ok(0)` when the client
+    /// closed the connection (with or without close_notify).
+    pub fn read(&mut self, buf: &mut [u8]) -> Result<usize, IoError> {
+        loop {
+            match self.conn.reader().read(buf) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
+                Err(e) => return Err(IoError::Io(e)),
+            }
+            // No plaintext buffered: send what rustls owes (a KeyUpdate
+            // answer, say), then read the next records.
+            self.flush()?;
+            match self.conn.read_tls(&mut FdReader(&mut self.fd)) {
+                Ok(0) => return Ok(0),
+                Ok(_) => {}
+                Err(e) => return Err(from_io(e)),
+            }
+            if let Err(e) = self.conn.process_new_packets() {
+                let _ = self.flush();
+                return Err(IoError::Io(io::Error::new(io::ErrorKind::InvalidData, e)));
+            }
+        }
+    }
+
+    /// Encrypt `data` as one batch and write the records in one write.
+    pub fn write_all(&mut self, data: &[u8]) -> Result<(), IoError> {
+        self.conn.writer().write_all(data).map_err(IoError::Io)?;
+        self.flush()
+    }
+
+    /// Send close_notify (best effort: the connection is ending).
+    pub fn close(&mut self) {
+        self.conn.send_close_notify();
+        let _ = self.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(suites: &[SupportedCipherSuite]) -> Vec<String> {
+        suites
+            .iter()
+            .map(|s| s.suite().as_str().unwrap().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn cipher_lists_narrow_but_never_widen() {
+        let all = aws_lc_rs::default_provider().cipher_suites;
+        // OpenSSL spelling of a TLS 1.2 suite: TLS 1.3 suites stay as they are.
+        let (s, ignored) =
+            choose_suites("ECDHE-RSA-AES256-GCM-SHA384:DHE-RSA-AES256-SHA:RC4", &all);
+        let s = names(&s.unwrap());
+        assert_eq!(s[0], "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384");
+        assert_eq!(s.len(), 4, "{s:?}");
+        assert!(s[1..].iter().all(|n| n.starts_with("TLS13_")), "{s:?}");
+        assert_eq!(ignored, ["DHE-RSA-AES256-SHA", "RC4"]);
+        // rustls spelling, TLS 1.3 only: TLS 1.2 keeps its defaults.
+        let (s, ignored) = choose_suites("TLS13_AES_128_GCM_SHA256", &all);
+        let s = names(&s.unwrap());
+        assert_eq!(s[0], "TLS13_AES_128_GCM_SHA256");
+        assert_eq!(s.iter().filter(|n| n.starts_with("TLS13_")).count(), 1);
+        assert!(s.len() > 1);
+        assert!(ignored.is_empty());
+        // Only keywords and weak names: nothing usable, defaults kept.
+        let (s, ignored) = choose_suites("HIGH:!aNULL:!MD5:NULL-SHA", &all);
+        assert!(s.is_none());
+        assert_eq!(ignored.len(), 4);
+    }
+}

@@ -1,0 +1,12 @@
+//! qmail-smtpd in Rust: a pure SMTP core (`smtp`) and thin edges
+//! (`control`, `io`, `queue`) that feed it facts from files, fds and child
+//! processes. `main.rs` wires them together.
+
+#![deny(unsafe_code)]
+
+pub mod control;
+pub mod io;
+pub mod log;
+pub mod policy;
+pub mod queue;
+pub mod smtp;

@@ -1,0 +1,9 @@
+//! The pure SMTP core: parser, replies, DATA scanner, Received header and
+//! the session state machine. Nothing here touches files, sockets, the
+//! environment, the clock or child processes.
+
+pub mod command;
+pub mod data;
+pub mod received;
+pub mod reply;
+pub mod session;

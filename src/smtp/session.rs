@@ -1,0 +1,785 @@
+//! The SMTP session state machine: bytes in, replies and actions out.
+//!
+//! [`Session::feed`] takes whatever the transport read and returns how much
+//! it consumed and what the edge must do next ([`Action`]). Replies are
+//! appended to [`Output::replies`] in order (RFC 2920: the edge flushes them
+//! when its input runs dry), and message bytes for qmail-queue to
+//! [`Output::body`]. The session never touches a file, a socket, a clock or
+//! a child process: those facts come back in through [`Session::queue_opened`]
+//! and [`Session::queue_closed`], so a whole session is a pure function of
+//! its inputs and can be table-tested and fuzzed.
+
+use std::collections::HashSet;
+
+use memchr::memchr;
+
+use super::command::{self, Command, MAX_COMMAND_LINE};
+use super::data::{DataError, DataScanner, MAX_HOPS, Scan};
+use super::received::{ReceivedInfo, received};
+use super::reply::{self, Reply, render_line};
+use crate::policy::{Link, TlsPolicy};
+
+/// Default number of protocol errors (500, 501, 502, 503, 555) before the
+/// session is ended with 421.
+pub const DEFAULT_MAX_ERRORS: u32 = 20;
+/// Recipients per message (RFC 5321 §4.5.3.1.8 asks for at least 100).
+pub const DEFAULT_MAX_RCPTS: usize = 1000;
+
+/// A look-up could not be answered (a control file exists but is unreadable).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LookupError;
+
+/// Look-ups the edge answers: things that need a file or the kernel.
+pub trait Lookups {
+    /// Is `domain` (lower-cased) in `morercpthosts.cdb`? `Err` if the file
+    /// exists but cannot be read.
+    fn more_rcpthosts(&self, domain: &[u8]) -> Result<bool, LookupError>;
+    /// Is this IPv4 address one of this host's own (qmail's `ipme`)?
+    fn is_local_ip(&self, ip: [u8; 4]) -> bool;
+    /// Can TLS be offered (a usable certificate)? Asked only when STARTTLS
+    /// would be advertised or is requested, so the edge can load the
+    /// certificate lazily, once.
+    fn tls_available(&self) -> bool;
+}
+
+/// A set of names matched case-insensitively (rcpthosts, badmailfrom).
+#[derive(Debug, Default, Clone)]
+pub struct NameSet(HashSet<Vec<u8>>);
+
+impl NameSet {
+    pub fn new<I: IntoIterator<Item = Vec<u8>>>(items: I) -> NameSet {
+        NameSet(
+            items
+                .into_iter()
+                .map(|mut v| {
+                    v.make_ascii_lowercase();
+                    v
+                })
+                .collect(),
+        )
+    }
+
+    /// `key` must already be lower-cased.
+    pub fn contains_lower(&self, key: &[u8]) -> bool {
+        self.0.contains(key)
+    }
+
+    pub fn contains(&self, key: &[u8]) -> bool {
+        self.0.contains(&key.to_ascii_lowercase())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Everything the session needs to know, read once at connect time.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `smtpgreeting`, else `me`: the text after `220 `.
+    pub greeting: Vec<u8>,
+    /// `localiphost`, else `me`: replaces `[a.b.c.d]` of a local address.
+    pub localiphost: Option<Vec<u8>>,
+    /// `rcpthosts`; `None` when the file does not exist (we fail closed).
+    pub rcpthosts: Option<NameSet>,
+    /// `badmailfrom`: addresses and `@domain` entries.
+    pub badmailfrom: NameSet,
+    /// `databytes` / `DATABYTES`; 0 means no limit.
+    pub databytes: u64,
+    /// `RELAYCLIENT`: when set, recipients skip rcpthosts and get it appended.
+    pub relayclient: Option<Vec<u8>>,
+    pub remote_ip: Vec<u8>,
+    pub remote_host: Vec<u8>,
+    pub remote_info: Option<Vec<u8>>,
+    pub local_host: Vec<u8>,
+    pub max_errors: u32,
+    pub max_rcpts: usize,
+    /// What the TLS switches (SSL, SMTPS, DENY_TLS, FORCE_TLS…) decided.
+    pub tls: TlsPolicy,
+}
+
+impl Config {
+    /// A configuration with qmail's defaults for the given greeting.
+    pub fn new(greeting: &[u8]) -> Config {
+        Config {
+            greeting: greeting.to_vec(),
+            localiphost: Some(greeting.to_vec()),
+            rcpthosts: Some(NameSet::default()),
+            badmailfrom: NameSet::default(),
+            databytes: 0,
+            relayclient: None,
+            remote_ip: b"unknown".to_vec(),
+            remote_host: b"unknown".to_vec(),
+            remote_info: None,
+            local_host: b"unknown".to_vec(),
+            max_errors: DEFAULT_MAX_ERRORS,
+            max_rcpts: DEFAULT_MAX_RCPTS,
+            tls: TlsPolicy {
+                link: Link::Plain,
+                starttls: true,
+                force_tls: false,
+            },
+        }
+    }
+}
+
+/// Buffers the edge drains after every call.
+#[derive(Debug, Default)]
+pub struct Output {
+    /// Rendered replies, in order, for the client.
+    pub replies: Vec<u8>,
+    /// Message bytes (LF line endings) for qmail-queue's fd 0.
+    pub body: Vec<u8>,
+}
+
+/// What the edge must do after a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// All input consumed; read more (flushing replies first if nothing is
+    /// left to process).
+    NeedInput,
+    /// Start qmail-queue, then call [`Session::queue_opened`].
+    OpenQueue,
+    /// The message is complete and acceptable: write out `body`, close
+    /// qmail-queue's fd 0, write [`Session::envelope`] to its fd 1, close it,
+    /// wait, then call [`Session::queue_closed`].
+    FinishQueue,
+    /// The message is refused (reply already given): close qmail-queue's
+    /// pipes without an envelope so it stores nothing, reap it, go on.
+    AbortQueue,
+    /// The client asked for STARTTLS and got 220: hand the link to TLS.
+    StartTls,
+    /// Flush replies and end the connection (abort qmail-queue if open).
+    Close,
+}
+
+/// How qmail-queue ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueExit {
+    Exited(i32),
+    Signaled,
+    /// It could not be started or waited for.
+    Unknown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueOutcome {
+    pub exit: QueueExit,
+    /// Our own write to its pipes failed (it exited early).
+    pub write_failed: bool,
+}
+
+/// The reply qmail-smtpd gives for a qmail-queue result other than success
+/// (qmail.c `qmail_close`); `None` means queued.
+pub fn queue_reply(outcome: QueueOutcome) -> Option<Reply> {
+    let code = match outcome.exit {
+        QueueExit::Signaled => return Some(reply::QQ_CRASHED),
+        QueueExit::Unknown => return Some(reply::QQ_TEMP_PROBLEM),
+        QueueExit::Exited(c) => c,
+    };
+    Some(match code {
+        0 if outcome.write_failed => reply::QQ_READ_ERROR,
+        0 => return None,
+        11 => reply::QQ_ADDRESS_TOO_LONG,
+        31 => reply::QQ_PERM_REJECTED,
+        51 => reply::QQ_OUT_OF_MEMORY,
+        52 => reply::QQ_TIMEOUT,
+        53 => reply::QQ_WRITE_ERROR,
+        54 => reply::QQ_READ_ERROR,
+        55 => reply::QQ_CONFIG,
+        56 => reply::QQ_NETWORK,
+        61 => reply::QQ_HOME,
+        62..=66 => reply::QQ_QUEUE_FILES,
+        71 => reply::QQ_TEMP_REJECTED,
+        72 => reply::QQ_REMOTE_TIMEOUT,
+        73 => reply::QQ_REMOTE_REJECTED,
+        74 => reply::QQ_COMMUNICATION,
+        81 | 91 => reply::QQ_BUG,
+        120 => reply::QQ_EXEC,
+        c if (11..=40).contains(&c) => reply::QQ_PERM_PROBLEM,
+        _ => reply::QQ_TEMP_PROBLEM,
+    })
+}
+
+#[derive(Debug, Default)]
+struct Transaction {
+    /// `Some` once MAIL was accepted.
+    sender: Option<Vec<u8>>,
+    bad_sender: bool,
+    rcpts: Vec<Vec<u8>>,
+    rcpt_attempted: bool,
+}
+
+enum Phase {
+    Command,
+    /// DATA accepted, waiting for the edge to start qmail-queue.
+    OpeningQueue,
+    Data(DataScanner),
+    /// Waiting for the edge to report qmail-queue's exit.
+    ClosingQueue,
+    Closed,
+}
+
+pub struct Session<L> {
+    cfg: Config,
+    lookups: L,
+    phase: Phase,
+    helo: Option<Vec<u8>>,
+    esmtp: bool,
+    txn: Transaction,
+    errors: u32,
+    /// A command line split across reads (at most MAX_COMMAND_LINE bytes).
+    partial: Vec<u8>,
+    /// The current line is over the limit: discard up to its LF.
+    overlong: bool,
+    queue_pid: u32,
+    /// The TLS session we run, as "TLSv1.3 TLS13_AES_256_GCM_SHA384".
+    tls: Option<String>,
+    /// Messages accepted by qmail-queue in this session.
+    pub accepted: u32,
+}
+
+impl<L: Lookups> Session<L> {
+    pub fn new(cfg: Config, lookups: L) -> Session<L> {
+        Session {
+            cfg,
+            lookups,
+            phase: Phase::Command,
+            helo: None,
+            esmtp: false,
+            txn: Transaction::default(),
+            errors: 0,
+            partial: Vec::new(),
+            overlong: false,
+            queue_pid: 0,
+            tls: None,
+            accepted: 0,
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    pub fn lookups(&self) -> &L {
+        &self.lookups
+    }
+
+    /// The `220` greeting.
+    pub fn greet(&self, out: &mut Output) {
+        let mut text = self.cfg.greeting.clone();
+        text.extend_from_slice(b" ESMTP");
+        render_line(&mut out.replies, 220, false, None, &text);
+    }
+
+    /// Consume input; see [`Action`]. Returns the bytes consumed.
+    pub fn feed(&mut self, input: &[u8], out: &mut Output) -> (usize, Action) {
+        let mut pos = 0;
+        while pos < input.len() {
+            match &mut self.phase {
+                Phase::Data(scanner) => {
+                    let (n, result) = scanner.feed(&input[pos..], &mut out.body);
+                    pos += n;
+                    match result {
+                        Ok(Scan::NeedMore) => {}
+                        Ok(Scan::End) => return (pos, self.end_of_data(out)),
+                        Err(e) => {
+                            let r = match e {
+                                DataError::BareLf => reply::BARE_LF,
+                                DataError::BareCr => reply::BARE_CR,
+                            };
+                            r.render(&mut out.replies);
+                            self.phase = Phase::Closed;
+                            return (pos, Action::Close);
+                        }
+                    }
+                }
+                Phase::Command => {
+                    let rest = &input[pos..];
+                    let Some(nl) = memchr(b'\n', rest) else {
+                        self.keep_partial(rest);
+                        return (input.len(), Action::NeedInput);
+                    };
+                    pos += nl + 1;
+                    let action = if self.overlong || self.partial.len() + nl + 1 > MAX_COMMAND_LINE
+                    {
+                        self.overlong = false;
+                        self.partial.clear();
+                        self.error(reply::LINE_TOO_LONG, out)
+                    } else if self.partial.is_empty() {
+                        self.line(&rest[..nl], out)
+                    } else {
+                        let mut line = std::mem::take(&mut self.partial);
+                        line.extend_from_slice(&rest[..nl]);
+                        let action = self.line(&line, out);
+                        line.clear();
+                        self.partial = line;
+                        action
+                    };
+                    if action != Action::NeedInput {
+                        return (pos, action);
+                    }
+                }
+                // Input while the edge owes us an answer cannot happen in a
+                // correct edge; after Close nothing more is read.
+                Phase::OpeningQueue | Phase::ClosingQueue | Phase::Closed => {
+                    return (pos, Action::Close);
+                }
+            }
+        }
+        (pos, Action::NeedInput)
+    }
+
+    /// The link is encrypted: by our TLS, or upstream (`SSL`).
+    pub fn secure(&self) -> bool {
+        self.tls.is_some() || self.cfg.tls.link == Link::UpstreamTls
+    }
+
+    /// The TLS handshake (after STARTTLS, or before the greeting under
+    /// SMTPS) succeeded. Everything learned in clear is forgotten
+    /// (RFC 3207 §4.2): HELO name, envelope, any partial command.
+    pub fn tls_started(&mut self, description: String) {
+        self.tls = Some(description);
+        self.helo = None;
+        self.esmtp = false;
+        self.txn = Transaction::default();
+        self.partial.clear();
+        self.overlong = false;
+    }
+
+    fn offers_starttls(&self) -> bool {
+        self.cfg.tls.starttls && self.tls.is_none() && self.lookups.tls_available()
+    }
+
+    /// The client closed the connection.
+    pub fn eof(&mut self) -> Action {
+        self.phase = Phase::Closed;
+        Action::Close
+    }
+
+    /// `timeoutsmtpd` expired on a read or a write.
+    pub fn timeout(&mut self, out: &mut Output) -> Action {
+        reply::TIMEOUT.render(&mut out.replies);
+        self.phase = Phase::Closed;
+        Action::Close
+    }
+
+    /// The edge started qmail-queue (`Ok(pid)`) or could not (`Err` with
+    /// what qmail would have seen: exit 120 when exec failed).
+    /// `now` is the Unix time for the Received header.
+    pub fn queue_opened(
+        &mut self,
+        started: Result<u32, QueueOutcome>,
+        now: u64,
+        out: &mut Output,
+    ) -> Action {
+        let pid = match started {
+            Ok(pid) => pid,
+            Err(outcome) => {
+                queue_reply(outcome)
+                    .unwrap_or(reply::QQ_START)
+                    .render(&mut out.replies);
+                self.txn = Transaction::default();
+                self.phase = Phase::Command;
+                return Action::NeedInput;
+            }
+        };
+        self.queue_pid = pid;
+        reply::DATA_GO_AHEAD.render(&mut out.replies);
+        let info = ReceivedInfo {
+            remote_host: &self.cfg.remote_host,
+            helo: self.helo.as_deref(),
+            remote_info: self.cfg.remote_info.as_deref(),
+            remote_ip: &self.cfg.remote_ip,
+            local: &self.cfg.local_host,
+            protocol: match (self.esmtp, self.secure()) {
+                (false, _) => "SMTP",
+                (true, false) => "ESMTP",
+                (true, true) => "ESMTPS",
+            },
+            tls: self.tls.as_deref(),
+        };
+        received(&info, now, &mut out.body);
+        self.phase = Phase::Data(DataScanner::new(self.cfg.databytes));
+        Action::NeedInput
+    }
+
+    /// qmail-queue's envelope: `F<sender>\0`, `T<rcpt>\0`…, `\0`.
+    pub fn envelope(&self, out: &mut Vec<u8>) {
+        out.push(b'F');
+        out.extend_from_slice(self.txn.sender.as_deref().unwrap_or_default());
+        out.push(0);
+        for r in &self.txn.rcpts {
+            out.push(b'T');
+            out.extend_from_slice(r);
+            out.push(0);
+        }
+        out.push(0);
+    }
+
+    /// qmail-queue finished after [`Action::FinishQueue`].
+    pub fn queue_closed(&mut self, outcome: QueueOutcome, now: u64, out: &mut Output) -> Action {
+        match queue_reply(outcome) {
+            None => {
+                let text = format!("ok {now} qp {}", self.queue_pid);
+                render_line(&mut out.replies, 250, false, Some("2.0.0"), text.as_bytes());
+                self.accepted += 1;
+            }
+            Some(r) => r.render(&mut out.replies),
+        }
+        self.txn = Transaction::default();
+        self.phase = Phase::Command;
+        Action::NeedInput
+    }
+
+    fn keep_partial(&mut self, rest: &[u8]) {
+        if self.overlong || self.partial.len() + rest.len() >= MAX_COMMAND_LINE {
+            self.overlong = true;
+            self.partial.clear();
+        } else {
+            self.partial.extend_from_slice(rest);
+        }
+    }
+
+    fn end_of_data(&mut self, out: &mut Output) -> Action {
+        let Phase::Data(scanner) = &self.phase else {
+            unreachable!("end_of_data outside DATA")
+        };
+        let refusal = if scanner.hops() >= MAX_HOPS {
+            Some(reply::TOO_MANY_HOPS)
+        } else if scanner.too_big() {
+            Some(reply::SIZE_EXCEEDED)
+        } else {
+            None
+        };
+        if let Some(r) = refusal {
+            r.render(&mut out.replies);
+            out.body.clear();
+            self.txn = Transaction::default();
+            self.phase = Phase::Command;
+            return Action::AbortQueue;
+        }
+        self.phase = Phase::ClosingQueue;
+        Action::FinishQueue
+    }
+
+    /// Count a protocol error; end the session when there are too many.
+    fn error(&mut self, r: Reply, out: &mut Output) -> Action {
+        r.render(&mut out.replies);
+        self.errors += 1;
+        if self.errors >= self.cfg.max_errors {
+            reply::TOO_MANY_ERRORS.render(&mut out.replies);
+            self.phase = Phase::Closed;
+            return Action::Close;
+        }
+        Action::NeedInput
+    }
+
+    fn line(&mut self, line: &[u8], out: &mut Output) -> Action {
+        let cmd = match command::parse(line) {
+            Ok(c) => c,
+            Err(r) => return self.error(r, out),
+        };
+        match cmd {
+            Command::Helo(name) | Command::Ehlo(name) => {
+                self.esmtp = matches!(cmd, Command::Ehlo(_));
+                self.helo = Some(name.to_vec());
+                self.txn = Transaction::default();
+                if self.esmtp {
+                    self.ehlo_reply(out);
+                } else {
+                    render_line(&mut out.replies, 250, false, None, &self.cfg.greeting);
+                }
+                Action::NeedInput
+            }
+            Command::Mail { addr, size, .. } => self.mail(addr, size, out),
+            Command::Rcpt { addr } => self.rcpt(addr, out),
+            Command::Data => self.data(out),
+            Command::Rset => {
+                self.txn = Transaction::default();
+                reply::RSET_OK.render(&mut out.replies);
+                Action::NeedInput
+            }
+            Command::Noop => self.reply(reply::OK, out),
+            Command::Vrfy => self.reply(reply::VRFY, out),
+            Command::Help => self.reply(reply::HELP, out),
+            Command::Quit => {
+                render_line(
+                    &mut out.replies,
+                    221,
+                    false,
+                    Some("2.0.0"),
+                    &self.cfg.greeting,
+                );
+                self.phase = Phase::Closed;
+                Action::Close
+            }
+            Command::StartTls => self.starttls(out),
+            Command::Unknown => self.error(reply::UNIMPLEMENTED, out),
+            Command::Auth(_) => self.error(reply::AUTH_NOT_AVAILABLE, out),
+        }
+    }
+
+    fn starttls(&mut self, out: &mut Output) -> Action {
+        if self.secure() {
+            return self.error(reply::TLS_ALREADY_ACTIVE, out);
+        }
+        if !self.cfg.tls.starttls {
+            return self.error(reply::TLS_NOT_OFFERED, out);
+        }
+        if !self.lookups.tls_available() {
+            return self.reply(reply::TLS_UNAVAILABLE, out);
+        }
+        reply::STARTTLS_READY.render(&mut out.replies);
+        Action::StartTls
+    }
+
+    fn reply(&mut self, r: Reply, out: &mut Output) -> Action {
+        r.render(&mut out.replies);
+        Action::NeedInput
+    }
+
+    /// The EHLO reply: the greeting, then one keyword per line.
+    fn ehlo_reply(&self, out: &mut Output) {
+        let size = format!("SIZE {}", self.cfg.databytes);
+        let mut keywords: Vec<&[u8]> = vec![
+            b"PIPELINING",
+            b"8BITMIME",
+            b"ENHANCEDSTATUSCODES",
+            size.as_bytes(),
+        ];
+        if self.offers_starttls() {
+            keywords.push(b"STARTTLS");
+        }
+        render_line(&mut out.replies, 250, true, None, &self.cfg.greeting);
+        for (i, k) in keywords.iter().enumerate() {
+            render_line(&mut out.replies, 250, i + 1 < keywords.len(), None, k);
+        }
+    }
+
+    fn mail(&mut self, addr: Vec<u8>, size: Option<u64>, out: &mut Output) -> Action {
+        if self.txn.sender.is_some() {
+            return self.error(reply::NESTED_MAIL, out);
+        }
+        if self.cfg.tls.force_tls && !self.secure() {
+            return self.reply(reply::MUST_STARTTLS, out);
+        }
+        if let Some(size) = size {
+            if self.cfg.databytes > 0 && size > self.cfg.databytes {
+                return self.reply(reply::SIZE_EXCEEDED, out);
+            }
+        }
+        self.txn.bad_sender = self.in_badmailfrom(&addr);
+        self.txn.sender = Some(addr);
+        self.reply(reply::MAIL_OK, out)
+    }
+
+    /// qmail's `bmfcheck`: the whole address, or its `@domain` part.
+    fn in_badmailfrom(&self, addr: &[u8]) -> bool {
+        let bmf = &self.cfg.badmailfrom;
+        if bmf.is_empty() {
+            return false;
+        }
+        if bmf.contains(addr) {
+            return true;
+        }
+        match addr.iter().rposition(|&b| b == b'@') {
+            Some(at) => bmf.contains(&addr[at..]),
+            None => false,
+        }
+    }
+
+    fn rcpt(&mut self, mut addr: Vec<u8>, out: &mut Output) -> Action {
+        if self.txn.sender.is_none() {
+            return self.error(reply::MAIL_FIRST, out);
+        }
+        self.txn.rcpt_attempted = true;
+        if self.txn.bad_sender {
+            return self.reply(reply::BADMAILFROM, out);
+        }
+        if addr.is_empty() {
+            return self.reply(reply::EMPTY_RCPT, out);
+        }
+        if self.txn.rcpts.len() >= self.cfg.max_rcpts {
+            return self.reply(reply::TOO_MANY_RCPTS, out);
+        }
+        self.rewrite_local_literal(&mut addr);
+        if let Some(rc) = &self.cfg.relayclient {
+            addr.extend_from_slice(rc);
+        } else {
+            match self.rcpt_allowed(&addr) {
+                Ok(None) => {}
+                Ok(Some(r)) => return self.reply(r, out),
+                Err(LookupError) => {
+                    reply::CONTROL_UNREADABLE.render(&mut out.replies);
+                    self.phase = Phase::Closed;
+                    return Action::Close;
+                }
+            }
+        }
+        self.txn.rcpts.push(addr);
+        self.reply(reply::RCPT_OK, out)
+    }
+
+    /// `user@[a.b.c.d]` naming one of our own addresses becomes
+    /// `user@<localiphost>` (qmail's `addrparse`).
+    fn rewrite_local_literal(&self, addr: &mut Vec<u8>) {
+        let Some(liphost) = &self.cfg.localiphost else {
+            return;
+        };
+        let Some(at) = addr.iter().rposition(|&b| b == b'@') else {
+            return;
+        };
+        let Some(ip) = parse_bracketed_ipv4(&addr[at + 1..]) else {
+            return;
+        };
+        if self.lookups.is_local_ip(ip) {
+            addr.truncate(at + 1);
+            addr.extend_from_slice(liphost);
+        }
+    }
+
+    /// The relay rule for a client without RELAYCLIENT: `Ok(None)` allows.
+    fn rcpt_allowed(&self, addr: &[u8]) -> Result<Option<Reply>, LookupError> {
+        let Some(rcpthosts) = &self.cfg.rcpthosts else {
+            return Ok(Some(reply::NO_RCPTHOSTS));
+        };
+        let (local, domain) = match addr.iter().rposition(|&b| b == b'@') {
+            Some(at) => (&addr[..at], Some(&addr[at + 1..])),
+            None => (addr, None),
+        };
+        // qmail: an address without a domain is local (postmaster).
+        if let Some(domain) = domain {
+            if !self.domain_is_ours(rcpthosts, &domain.to_ascii_lowercase())? {
+                return Ok(Some(reply::NOT_IN_RCPTHOSTS));
+            }
+        }
+        // Sender-specified routing would let a message that names one of
+        // our domains be passed on elsewhere (percenthack, bang paths,
+        // `"u@elsewhere"@us`): never accept it from an unauthorised client.
+        if local.iter().any(|&b| matches!(b, b'%' | b'!' | b'@')) {
+            return Ok(Some(reply::SENDER_ROUTING));
+        }
+        Ok(None)
+    }
+
+    /// qmail's `rcpthosts()`: the domain or any `.suffix` of it is listed in
+    /// rcpthosts or morercpthosts.cdb. `domain` is lower-cased.
+    fn domain_is_ours(&self, rcpthosts: &NameSet, domain: &[u8]) -> Result<bool, LookupError> {
+        let suffixes = (0..domain.len()).filter(|&i| i == 0 || domain[i] == b'.');
+        if suffixes
+            .clone()
+            .any(|i| rcpthosts.contains_lower(&domain[i..]))
+        {
+            return Ok(true);
+        }
+        for i in suffixes {
+            if self.lookups.more_rcpthosts(&domain[i..])? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    fn data(&mut self, out: &mut Output) -> Action {
+        if self.txn.sender.is_none() {
+            return self.error(reply::MAIL_FIRST, out);
+        }
+        if self.txn.rcpts.is_empty() {
+            let r = if self.txn.rcpt_attempted {
+                reply::NO_VALID_RCPTS
+            } else {
+                reply::RCPT_FIRST
+            };
+            return self.error(r, out);
+        }
+        self.phase = Phase::OpeningQueue;
+        Action::OpenQueue
+    }
+}
+
+/// `[a.b.c.d]` → the four octets (qmail's `ip_scanbracket`).
+fn parse_bracketed_ipv4(s: &[u8]) -> Option<[u8; 4]> {
+    let inner = s.strip_prefix(b"[")?.strip_suffix(b"]")?;
+    let mut ip = [0u8; 4];
+    let mut parts = inner.split(|&b| b == b'.');
+    for octet in &mut ip {
+        let p = parts.next()?;
+        if p.is_empty() || p.len() > 3 || !p.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let v = p.iter().fold(0u32, |n, &d| n * 10 + u32::from(d - b'0'));
+        *octet = u8::try_from(v).ok()?;
+    }
+    parts.next().is_none().then_some(ip)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bracketed_ipv4() {
+        assert_eq!(parse_bracketed_ipv4(b"[127.0.0.1]"), Some([127, 0, 0, 1]));
+        assert_eq!(parse_bracketed_ipv4(b"[256.0.0.1]"), None);
+        assert_eq!(parse_bracketed_ipv4(b"[1.2.3]"), None);
+        assert_eq!(parse_bracketed_ipv4(b"[1.2.3.4.5]"), None);
+        assert_eq!(parse_bracketed_ipv4(b"1.2.3.4"), None);
+        assert_eq!(parse_bracketed_ipv4(b"[IPv6:::1]"), None);
+    }
+
+    #[test]
+    fn queue_exit_table() {
+        let r = |c| {
+            queue_reply(QueueOutcome {
+                exit: QueueExit::Exited(c),
+                write_failed: false,
+            })
+        };
+        assert_eq!(r(0), None);
+        assert_eq!(r(11), Some(reply::QQ_ADDRESS_TOO_LONG));
+        assert_eq!(r(31), Some(reply::QQ_PERM_REJECTED));
+        assert_eq!(r(12), Some(reply::QQ_PERM_PROBLEM));
+        assert_eq!(r(40), Some(reply::QQ_PERM_PROBLEM));
+        assert_eq!(r(41), Some(reply::QQ_TEMP_PROBLEM));
+        assert_eq!(r(51), Some(reply::QQ_OUT_OF_MEMORY));
+        assert_eq!(r(52), Some(reply::QQ_TIMEOUT));
+        assert_eq!(r(53), Some(reply::QQ_WRITE_ERROR));
+        assert_eq!(r(54), Some(reply::QQ_READ_ERROR));
+        assert_eq!(r(55), Some(reply::QQ_CONFIG));
+        assert_eq!(r(56), Some(reply::QQ_NETWORK));
+        assert_eq!(r(61), Some(reply::QQ_HOME));
+        for c in 62..=66 {
+            assert_eq!(r(c), Some(reply::QQ_QUEUE_FILES));
+        }
+        assert_eq!(r(71), Some(reply::QQ_TEMP_REJECTED));
+        assert_eq!(r(72), Some(reply::QQ_REMOTE_TIMEOUT));
+        assert_eq!(r(73), Some(reply::QQ_REMOTE_REJECTED));
+        assert_eq!(r(74), Some(reply::QQ_COMMUNICATION));
+        assert_eq!(r(81), Some(reply::QQ_BUG));
+        assert_eq!(r(91), Some(reply::QQ_BUG));
+        assert_eq!(r(120), Some(reply::QQ_EXEC));
+        assert_eq!(r(1), Some(reply::QQ_TEMP_PROBLEM));
+        assert_eq!(r(100), Some(reply::QQ_TEMP_PROBLEM));
+        for c in 0..=255 {
+            let rep = r(c);
+            if let Some(rep) = rep {
+                assert!(rep.code == 451 || rep.code == 554, "exit {c}");
+            }
+        }
+        assert_eq!(
+            queue_reply(QueueOutcome {
+                exit: QueueExit::Exited(0),
+                write_failed: true
+            }),
+            Some(reply::QQ_READ_ERROR)
+        );
+        assert_eq!(
+            queue_reply(QueueOutcome {
+                exit: QueueExit::Signaled,
+                write_failed: false
+            }),
+            Some(reply::QQ_CRASHED)
+        );
+    }
+}

@@ -1,0 +1,325 @@
+//! Shared harness for the end-to-end tests: a sandbox qmail home, the
+//! built qmail-smtpd under a real `tcpserver`, optional tcprules CDB, and a
+//! raw SMTP client.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_qmail-smtpd"))
+}
+
+pub fn fake_queue() -> PathBuf {
+    let p = bin()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join("fake-qmail-queue");
+    assert!(
+        p.exists(),
+        "{} missing: cargo test builds examples",
+        p.display()
+    );
+    p
+}
+
+pub fn need(tool: &str) {
+    let ok = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(ok, "{tool} not found: run tests/run-all, which installs it");
+}
+
+pub struct Server {
+    pub dir: PathBuf,
+    pub port: u16,
+    child: Child,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // tcpserver and its children run in their own process group.
+        let pgid = nix::unistd::Pid::from_raw(-(self.child.id() as i32));
+        let _ = nix::sys::signal::kill(pgid, nix::sys::signal::Signal::SIGTERM);
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub struct Setup<'a> {
+    name: &'a str,
+    control: Vec<(&'a str, String)>,
+    env: Vec<(&'a str, String)>,
+    /// tcprules source lines; `None` runs tcpserver without `-x`.
+    rules: Option<&'a str>,
+    /// Make control/servercert.pem (a fresh self-signed RSA certificate).
+    cert: bool,
+    /// Wrap the queue so each run's TLS_* environment is recorded.
+    record_env: bool,
+}
+
+impl<'a> Setup<'a> {
+    pub fn new(name: &'a str) -> Setup<'a> {
+        Setup {
+            name,
+            control: vec![
+                ("me", "mx.test\n".into()),
+                ("rcpthosts", "example.org\n.wild.example\n".into()),
+            ],
+            env: vec![],
+            rules: None,
+            cert: false,
+            record_env: false,
+        }
+    }
+    pub fn cert(mut self) -> Self {
+        self.cert = true;
+        self
+    }
+    pub fn record_env(mut self) -> Self {
+        self.record_env = true;
+        self
+    }
+    pub fn control(mut self, file: &'a str, text: &str) -> Self {
+        self.control.retain(|(f, _)| *f != file);
+        self.control.push((file, text.into()));
+        self
+    }
+    pub fn env(mut self, k: &'a str, v: &str) -> Self {
+        self.env.push((k, v.into()));
+        self
+    }
+    pub fn rules(mut self, r: &'a str) -> Self {
+        self.rules = Some(r);
+        self
+    }
+
+    pub fn start(self) -> Server {
+        need("tcpserver");
+        let dir =
+            std::env::temp_dir().join(format!("qsmtpd-e2e-{}-{}", self.name, std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("control")).unwrap();
+        std::fs::create_dir_all(dir.join("queue/new")).unwrap();
+        for (f, text) in &self.control {
+            std::fs::write(dir.join("control").join(f), text).unwrap();
+        }
+        if self.cert {
+            make_cert(&dir.join("control/servercert.pem"));
+        }
+        let mut queue = fake_queue();
+        if self.record_env {
+            let wrapper = dir.join("queue-wrapper");
+            std::fs::write(
+                &wrapper,
+                format!(
+                    "#!/bin/sh\nenv | grep '^TLS_' >> \"$FAKEQ_DIR/tls-env\"\nexec {}\n",
+                    queue.display()
+                ),
+            )
+            .unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+            queue = wrapper;
+        }
+        let port = free_port();
+        let mut cmd = Command::new("tcpserver");
+        cmd.arg("-R").arg("-H").args(["-l", "mx.test"]);
+        if let Some(rules) = self.rules {
+            need("tcprules");
+            let src = dir.join("rules.txt");
+            std::fs::write(&src, rules).unwrap();
+            let mut c = Command::new("tcprules")
+                .arg(dir.join("rules.cdb"))
+                .arg(dir.join("rules.tmp"))
+                .stdin(std::fs::File::open(&src).unwrap())
+                .spawn()
+                .unwrap();
+            assert!(c.wait().unwrap().success(), "tcprules failed");
+            cmd.arg("-x").arg(dir.join("rules.cdb"));
+        }
+        cmd.args(["127.0.0.1", &port.to_string()])
+            .arg(bin())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("QMAILHOME", &dir)
+            .env("QMAILQUEUE", &queue)
+            .env("FAKEQ_DIR", dir.join("queue"))
+            .stdin(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap())
+            .process_group(0);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("start tcpserver");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "tcpserver did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // That probe connection was served; let it finish.
+        std::thread::sleep(Duration::from_millis(50));
+        Server { dir, port, child }
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Server {
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Stored messages: (message, envelope), oldest first.
+    pub fn queued(&self) -> Vec<(String, Vec<u8>)> {
+        let new = self.dir.join("queue/new");
+        let mut names: Vec<PathBuf> = std::fs::read_dir(&new)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "env"))
+            .collect();
+        names.sort();
+        names
+            .iter()
+            .map(|env| {
+                let msg = std::fs::read(env.with_extension("msg")).unwrap();
+                (
+                    String::from_utf8_lossy(&msg).into_owned(),
+                    std::fs::read(env).unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    pub fn swaks(&self, args: &[&str]) -> Output {
+        need("swaks");
+        Command::new("swaks")
+            .args([
+                "--server",
+                &self.addr(),
+                "--timeout",
+                "20",
+                "--helo",
+                "client.test",
+            ])
+            .args(args)
+            .output()
+            .expect("run swaks")
+    }
+
+    pub fn stderr_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default()
+    }
+}
+
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A raw client that reads replies.
+pub struct Client {
+    pub s: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Client {
+    pub fn connect(server: &Server) -> Client {
+        Client::from(TcpStream::connect(server.addr()).unwrap())
+    }
+    pub fn from(s: TcpStream) -> Client {
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        Client { s, buf: Vec::new() }
+    }
+    pub fn send(&mut self, data: &[u8]) {
+        self.s.write_all(data).unwrap();
+    }
+    /// Read one whole (possibly multi-line) reply.
+    pub fn reply(&mut self) -> String {
+        let mut lines = String::new();
+        loop {
+            let line = self.line().unwrap_or_else(|| panic!("EOF after {lines:?}"));
+            let last = line.as_bytes().get(3) != Some(&b'-');
+            lines.push_str(&line);
+            if last {
+                return lines;
+            }
+        }
+    }
+    pub fn line(&mut self) -> Option<String> {
+        loop {
+            if let Some(i) = self.buf.iter().position(|&b| b == b'\n') {
+                let l: Vec<u8> = self.buf.drain(..=i).collect();
+                return Some(String::from_utf8_lossy(&l).into_owned());
+            }
+            let mut tmp = [0u8; 4096];
+            match self.s.read(&mut tmp) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buf.extend_from_slice(&tmp[..n]),
+            }
+        }
+    }
+    /// True once the server closed the connection (after any pending data).
+    pub fn closed(&mut self) -> bool {
+        let mut tmp = [0u8; 4096];
+        loop {
+            match self.s.read(&mut tmp) {
+                Ok(0) => return true,
+                Ok(n) => self.buf.extend_from_slice(&tmp[..n]),
+                Err(_) => return false,
+            }
+        }
+    }
+}
+
+/// A self-signed certificate and its key in one PEM file, as qmail-tls keeps
+/// control/servercert.pem.
+pub fn make_cert(path: &std::path::Path) {
+    need("openssl");
+    let dir = path.parent().unwrap();
+    let (c, k) = (dir.join("c.tmp"), dir.join("k.tmp"));
+    let o = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args(["-subj", "/CN=mx.test", "-keyout"])
+        .arg(&k)
+        .arg("-out")
+        .arg(&c)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let mut pem = std::fs::read(&c).unwrap();
+    pem.extend(std::fs::read(&k).unwrap());
+    std::fs::write(path, pem).unwrap();
+    let _ = std::fs::remove_file(c);
+    let _ = std::fs::remove_file(k);
+}
+
+/// Run a Python script (the second, independent client); returns stdout.
+pub fn python(script: &str) -> String {
+    need("python3");
+    let o = Command::new("python3")
+        .args(["-c", script])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "python failed: {}", text(&o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}

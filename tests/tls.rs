@@ -1,0 +1,307 @@
+//! STARTTLS and implicit TLS end to end: tcpserver + the built binary,
+//! driven by swaks, openssl s_client and Python's ssl module.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{Client, Setup, need, python, text};
+
+fn tls_server(name: &str) -> Setup<'_> {
+    Setup::new(name).cert()
+}
+
+/// `openssl s_client` with `args`, feeding `input`; returns all it printed.
+fn s_client(args: &[&str], input: &str) -> (bool, String) {
+    need("openssl");
+    let mut child = Command::new("openssl")
+        .arg("s_client")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        let _ = stdin.write_all(input.as_bytes());
+        // Give the session time to run before stdin's EOF ends s_client.
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+    let o = child.wait_with_output().unwrap();
+    (o.status.success(), text(&o))
+}
+
+#[test]
+fn swaks_starttls_delivers_and_records_the_session() {
+    let srv = tls_server("starttls").record_env().start();
+    let o = srv.swaks(&["--tls", "--to", "u@example.org", "--from", "a@sender.test"]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(
+        t.contains("<-  250 STARTTLS") || t.contains("250 STARTTLS"),
+        "{t}"
+    );
+    assert!(t.contains("220 2.0.0 Ready to start TLS"), "{t}");
+    let q = srv.queued();
+    assert_eq!(q.len(), 1);
+    assert!(
+        q[0].0.contains("  by mx.test with ESMTPS (TLSv1.3 TLS13_"),
+        "{}",
+        q[0].0
+    );
+    let env = std::fs::read_to_string(srv.dir.join("queue/tls-env")).unwrap();
+    assert!(env.contains("TLS_PROTOCOL=TLSv1.3\n"), "{env}");
+    assert!(env.contains("TLS_CIPHER=TLS13_"), "{env}");
+}
+
+#[test]
+fn smtps_handshake_before_greeting() {
+    let srv = tls_server("smtps").env("SMTPS", "1").start();
+    let o = srv.swaks(&["--tls-on-connect", "--to", "u@example.org"]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(
+        !t.contains("STARTTLS"),
+        "not offered inside implicit TLS: {t}"
+    );
+    let q = srv.queued();
+    assert!(q[0].0.contains(" with ESMTPS (TLSv1.3 "), "{}", q[0].0);
+
+    let (ok, out) = s_client(
+        &["-connect", &srv.addr(), "-tls1_2", "-ign_eof"],
+        "EHLO s.test\r\nQUIT\r\n",
+    );
+    assert!(ok, "{out}");
+    assert!(out.contains("220 mx.test ESMTP"), "{out}");
+    assert!(
+        out.contains("Protocol  : TLSv1.2") || out.contains("TLSv1.2"),
+        "{out}"
+    );
+}
+
+#[test]
+fn tls12_and_tls13_negotiated_old_versions_refused() {
+    let srv = tls_server("versions").start();
+    for (flag, want) in [("-tls1_3", "TLSv1.3"), ("-tls1_2", "TLSv1.2")] {
+        let (ok, out) = s_client(
+            &[
+                "-starttls",
+                "smtp",
+                "-connect",
+                &srv.addr(),
+                flag,
+                "-ign_eof",
+            ],
+            "EHLO v.test\r\nQUIT\r\n",
+        );
+        assert!(ok, "{flag}: {out}");
+        assert!(
+            out.contains(&format!("Protocol  : {want}")) || out.contains(&format!("New, {want}")),
+            "{flag}: {out}"
+        );
+        assert!(out.contains("221 2.0.0 mx.test"), "{flag}: {out}");
+    }
+    for flag in ["-tls1_1", "-tls1"] {
+        let (ok, out) = s_client(
+            &[
+                "-starttls",
+                "smtp",
+                "-connect",
+                &srv.addr(),
+                flag,
+                "-cipher",
+                "DEFAULT@SECLEVEL=0",
+            ],
+            "QUIT\r\n",
+        );
+        assert!(!ok, "{flag} must be refused: {out}");
+        assert!(!out.contains("221 2.0.0"), "{flag}: {out}");
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        srv.stderr_log().contains("TLS handshake failed"),
+        "{}",
+        srv.stderr_log()
+    );
+}
+
+#[test]
+fn commands_injected_behind_starttls_never_run_and_state_is_reset() {
+    let srv = tls_server("inject").start();
+    let out = python(&format!(
+        r#"
+import socket, ssl
+s = socket.create_connection(("127.0.0.1", {port}), timeout=20)
+f = s.makefile("rb")
+def reply(f):
+    lines = []
+    while True:
+        l = f.readline().decode()
+        lines.append(l)
+        if l[3:4] != "-":
+            return "".join(lines)
+print(reply(f), end="")
+# EHLO and MAIL in clear, then STARTTLS with a command smuggled in the same write.
+s.sendall(b"EHLO in.test\r\nMAIL FROM:<a@b.test>\r\nSTARTTLS\r\nRCPT TO:<u@example.org>\r\n")
+print(reply(f), end="")
+print(reply(f), end="")
+r = reply(f)
+print(r, end="")
+assert r.startswith("220 2.0.0"), r
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+t = ctx.wrap_socket(s)
+g = t.makefile("rb")
+t.sendall(b"NOOP\r\n")
+r = reply(g)
+print("TLS1:" + r, end="")
+assert r == "250 2.0.0 ok\r\n", "the smuggled RCPT must not have run: " + r
+t.sendall(b"RCPT TO:<u@example.org>\r\n")
+r = reply(g)
+print("TLS2:" + r, end="")
+t.sendall(b"EHLO in.test\r\n")
+r = reply(g)
+print("TLS3:" + r, end="")
+t.sendall(b"STARTTLS\r\n")
+print("TLS4:" + reply(g), end="")
+"#,
+        port = srv.port
+    ));
+    assert!(
+        out.contains("TLS2:503 5.5.1 MAIL first"),
+        "envelope forgotten: {out}"
+    );
+    let ehlo = out.split("TLS3:").nth(1).unwrap();
+    assert!(
+        !ehlo.split("TLS4:").next().unwrap().contains("STARTTLS"),
+        "{out}"
+    );
+    assert!(out.contains("TLS4:503 5.5.1 TLS already active"), "{out}");
+    assert!(
+        srv.stderr_log()
+            .contains("discarded 25 bytes sent in clear after STARTTLS")
+    );
+}
+
+#[test]
+fn deny_tls_and_disabletls_per_ip_from_a_tcprules_cdb() {
+    let srv = tls_server("deny")
+        .rules("127.0.0.2:allow,DENY_TLS=\"1\"\n127.0.0.3:allow,DISABLETLS=\"1\"\n:allow\n")
+        .start();
+    for ip in ["127.0.0.2", "127.0.0.3"] {
+        let o = srv.swaks(&["--quit-after", "EHLO", "--local-interface", ip]);
+        let t = text(&o);
+        assert!(!t.contains("STARTTLS"), "{ip}: {t}");
+        let o = srv.swaks(&["--tls", "--to", "u@example.org", "--local-interface", ip]);
+        let t = text(&o);
+        assert!(!o.status.success(), "{ip}: {t}");
+    }
+    let o = srv.swaks(&["--quit-after", "EHLO", "--local-interface", "127.0.0.4"]);
+    assert!(text(&o).contains("250 STARTTLS"), "{}", text(&o));
+}
+
+#[test]
+fn force_tls_refuses_mail_until_starttls() {
+    let srv = tls_server("force").env("FORCE_TLS", "1").start();
+    let o = srv.swaks(&["--to", "u@example.org"]);
+    let t = text(&o);
+    assert!(
+        t.contains("530 5.7.0 Must issue a STARTTLS command first"),
+        "{t}"
+    );
+    let o = srv.swaks(&["--tls", "--to", "u@example.org"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(srv.queued().len(), 1);
+}
+
+#[test]
+fn force_tls_with_deny_tls_is_refused_at_connect() {
+    let srv = tls_server("contradiction")
+        .env("FORCE_TLS", "1")
+        .env("DENY_TLS", "1")
+        .start();
+    let mut c = Client::connect(&srv);
+    let r = c.reply();
+    assert!(r.starts_with("421 4.3.5 "), "{r}");
+    assert!(c.closed());
+    assert!(
+        srv.stderr_log().contains("FORCE_TLS"),
+        "{}",
+        srv.stderr_log()
+    );
+}
+
+#[test]
+fn ssl_upstream_means_secure_without_starttls() {
+    let srv = Setup::new("ssl")
+        .env("SSL", "1")
+        .env("FORCE_TLS", "1")
+        .start();
+    let o = srv.swaks(&["--to", "u@example.org"]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(!t.contains("STARTTLS"), "{t}");
+    assert!(srv.queued()[0].0.contains(" with ESMTPS; "));
+}
+
+#[test]
+fn missing_or_garbled_certificate_means_no_starttls() {
+    for (name, pem) in [
+        ("nocert", None),
+        (
+            "garbled",
+            Some("-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n"),
+        ),
+    ] {
+        let mut setup = Setup::new(name);
+        if let Some(p) = pem {
+            setup = setup.control("servercert.pem", p);
+        }
+        let srv = setup.start();
+        let mut c = Client::connect(&srv);
+        assert!(c.reply().starts_with("220"));
+        c.send(b"EHLO x.test\r\n");
+        let ehlo = c.reply();
+        assert!(!ehlo.contains("STARTTLS"), "{name}: {ehlo}");
+        c.send(b"STARTTLS\r\nMAIL FROM:<a@b.test>\r\n");
+        assert_eq!(
+            c.reply(),
+            "454 4.7.0 TLS not available due to local problem\r\n"
+        );
+        assert_eq!(
+            c.reply(),
+            "250 2.1.0 ok\r\n",
+            "{name}: the session goes on in clear"
+        );
+        let log = srv.stderr_log();
+        assert!(log.contains("TLS not available"), "{name}: {log}");
+        assert!(!log.contains("not base64"), "no PEM text in the log: {log}");
+    }
+}
+
+#[test]
+fn broken_handshakes_end_cleanly() {
+    let srv = tls_server("broken").start();
+    // Garbage instead of a ClientHello.
+    let mut c = Client::connect(&srv);
+    assert!(c.reply().starts_with("220"));
+    c.send(b"STARTTLS\r\n");
+    assert!(c.reply().starts_with("220 2.0.0"));
+    c.send(b"GET / HTTP/1.0\r\n\r\n");
+    assert!(c.closed());
+    // A client that hangs up mid-handshake.
+    let mut c = Client::connect(&srv);
+    assert!(c.reply().starts_with("220"));
+    c.send(b"STARTTLS\r\n");
+    assert!(c.reply().starts_with("220 2.0.0"));
+    c.send(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]);
+    drop(c);
+    std::thread::sleep(Duration::from_millis(300));
+    let log = srv.stderr_log();
+    assert_eq!(log.matches("TLS handshake failed").count(), 2, "{log}");
+    assert!(!log.contains("panicked"), "{log}");
+}

@@ -1,0 +1,731 @@
+//! Whole sessions driven through the pure core, with an in-memory stand-in
+//! for qmail-queue whose verdict each test chooses. The harness does what
+//! `main.rs` does with real fds and processes.
+
+use std::collections::HashSet;
+
+use qmail_smtpd::policy::{Link, TlsPolicy};
+use qmail_smtpd::smtp::session::{
+    Action, Config, LookupError, Lookups, NameSet, Output, QueueExit, QueueOutcome, Session,
+};
+
+const NOW: u64 = 1_795_348_475; // 22 Nov 2026 11:54:35 UTC
+const QP: u32 = 4242;
+
+#[derive(Default)]
+struct Fake {
+    more: HashSet<Vec<u8>>,
+    local: Vec<[u8; 4]>,
+    broken_cdb: bool,
+    tls: bool,
+}
+
+impl Lookups for Fake {
+    fn more_rcpthosts(&self, domain: &[u8]) -> Result<bool, LookupError> {
+        if self.broken_cdb {
+            return Err(LookupError);
+        }
+        Ok(self.more.contains(domain))
+    }
+    fn is_local_ip(&self, ip: [u8; 4]) -> bool {
+        self.local.contains(&ip)
+    }
+    fn tls_available(&self) -> bool {
+        self.tls
+    }
+}
+
+fn config() -> Config {
+    let mut c = Config::new(b"mx.example.org");
+    c.rcpthosts = Some(NameSet::new([
+        b"example.org".to_vec(),
+        b".wild.example".to_vec(),
+    ]));
+    c.remote_ip = b"192.0.2.7".to_vec();
+    c.remote_host = b"client.example.net".to_vec();
+    c.local_host = b"mx.example.org".to_vec();
+    c
+}
+
+/// What a session produced.
+#[derive(Debug, Default)]
+struct Transcript {
+    replies: String,
+    /// (message bytes, envelope bytes) for each message handed to the queue
+    /// and accepted by it.
+    queued: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Messages whose queue run was aborted (nothing stored).
+    aborted: usize,
+    closed: bool,
+    /// Bytes of input never consumed (after Close).
+    unconsumed: usize,
+    /// Plaintext bytes thrown away at STARTTLS.
+    discarded: usize,
+}
+
+impl Transcript {
+    fn lines(&self) -> Vec<&str> {
+        self.replies.split_terminator("\r\n").collect()
+    }
+    fn codes(&self) -> Vec<u16> {
+        self.lines()
+            .iter()
+            .filter(|l| l.as_bytes().get(3) == Some(&b' '))
+            .map(|l| l[..3].parse().unwrap())
+            .collect()
+    }
+}
+
+/// Run a session over `chunks`; `queue_exit` is what qmail-queue exits with.
+fn run_with(cfg: Config, fake: Fake, chunks: &[&[u8]], queue_exit: i32) -> Transcript {
+    let mut s = Session::new(cfg, fake);
+    let mut out = Output::default();
+    let mut t = Transcript::default();
+    let mut body = Vec::new();
+    let mut open = false;
+    s.greet(&mut out);
+    'outer: for (ci, chunk) in chunks.iter().enumerate() {
+        let mut pos = 0;
+        while pos < chunk.len() {
+            let (n, action) = s.feed(&chunk[pos..], &mut out);
+            pos += n;
+            body.append(&mut out.body);
+            match action {
+                Action::NeedInput => {}
+                Action::OpenQueue => {
+                    s.queue_opened(Ok(QP), NOW, &mut out);
+                    body.clear();
+                    body.append(&mut out.body);
+                    open = true;
+                }
+                Action::FinishQueue => {
+                    assert!(open);
+                    let mut env = Vec::new();
+                    s.envelope(&mut env);
+                    let outcome = QueueOutcome {
+                        exit: QueueExit::Exited(queue_exit),
+                        write_failed: false,
+                    };
+                    if queue_exit == 0 {
+                        t.queued.push((std::mem::take(&mut body), env));
+                    }
+                    s.queue_closed(outcome, NOW, &mut out);
+                    open = false;
+                }
+                Action::AbortQueue => {
+                    t.aborted += 1;
+                    body.clear();
+                    open = false;
+                }
+                Action::StartTls => {
+                    // The edge drops what was pipelined behind STARTTLS.
+                    t.discarded += chunk.len() - pos;
+                    pos = chunk.len();
+                    s.tls_started("TLSv1.3 TLS13_AES_256_GCM_SHA384".into());
+                }
+                Action::Close => {
+                    t.closed = true;
+                    if open {
+                        t.aborted += 1;
+                    }
+                    t.unconsumed =
+                        chunk.len() - pos + chunks[ci + 1..].iter().map(|c| c.len()).sum::<usize>();
+                    break 'outer;
+                }
+            }
+        }
+    }
+    if !t.closed {
+        assert_eq!(s.eof(), Action::Close);
+        if open {
+            t.aborted += 1;
+        }
+    }
+    t.replies = String::from_utf8(out.replies).unwrap();
+    t
+}
+
+fn run(input: &[u8]) -> Transcript {
+    run_with(config(), Fake::default(), &[input], 0)
+}
+
+const GREETING: &str = "220 mx.example.org ESMTP";
+
+#[test]
+fn whole_session_exact() {
+    let t = run(b"EHLO c.example.net\r\n\
+        MAIL FROM:<alice@example.net> SIZE=100 BODY=8BITMIME\r\n\
+        RCPT TO:<bob@example.org>\r\n\
+        RCPT TO:<carol@sub.wild.example>\r\n\
+        DATA\r\n\
+        Subject: hi\r\n\
+        \r\n\
+        ..dot line\r\n\
+        .\r\n\
+        QUIT\r\n");
+    assert_eq!(
+        t.lines(),
+        vec![
+            GREETING,
+            "250-mx.example.org",
+            "250-PIPELINING",
+            "250-8BITMIME",
+            "250-ENHANCEDSTATUSCODES",
+            "250 SIZE 0",
+            "250 2.1.0 ok",
+            "250 2.1.5 ok",
+            "250 2.1.5 ok",
+            "354 go ahead, end data with <CR><LF>.<CR><LF>",
+            "250 2.0.0 ok 1795348475 qp 4242",
+            "221 2.0.0 mx.example.org",
+        ]
+    );
+    assert!(t.closed);
+    assert_eq!(t.queued.len(), 1);
+    let (msg, env) = &t.queued[0];
+    assert_eq!(
+        String::from_utf8_lossy(msg),
+        "Received: from client.example.net (HELO c.example.net) (192.0.2.7)\n  \
+         by mx.example.org with ESMTP; 22 Nov 2026 11:54:35 -0000\n\
+         Subject: hi\n\n.dot line\n"
+    );
+    assert_eq!(
+        env.as_slice(),
+        b"Falice@example.net\0Tbob@example.org\0Tcarol@sub.wild.example\0\0"
+    );
+}
+
+#[test]
+fn helo_gives_smtp_and_plain_250() {
+    let t = run(
+        b"HELO client.example.net\r\nMAIL FROM:<>\r\nRCPT TO:<postmaster>\r\nDATA\r\nx\r\n.\r\n",
+    );
+    assert_eq!(t.lines()[1], "250 mx.example.org");
+    let (msg, env) = &t.queued[0];
+    // HELO equal to the remote host name is not repeated (qmail's fakehelo).
+    assert!(msg.starts_with(
+        b"Received: from client.example.net (192.0.2.7)\n  by mx.example.org with SMTP; "
+    ));
+    assert_eq!(env.as_slice(), b"F\0Tpostmaster\0\0");
+}
+
+#[test]
+fn every_split_gives_the_same_session() {
+    let input: &[u8] = b"EHLO a\r\nMAIL FROM:<a@b>\r\nRCPT TO:<x@example.org>\r\nDATA\r\n\
+        Received: x\r\n\r\n.hello\r\n..\r\n.\r\nNOOP\r\nRSET\r\nQUIT\r\n";
+    let whole = run(input);
+    assert_eq!(whole.codes().len(), 9);
+    for i in 0..=input.len() {
+        let (a, b) = input.split_at(i);
+        let t = run_with(config(), Fake::default(), &[a, b], 0);
+        assert_eq!(t.replies, whole.replies, "split at {i}");
+        assert_eq!(t.queued, whole.queued, "split at {i}");
+    }
+    let bytes: Vec<&[u8]> = input.chunks(1).collect();
+    let t = run_with(config(), Fake::default(), &bytes, 0);
+    assert_eq!(t.replies, whole.replies);
+    assert_eq!(t.queued, whole.queued);
+}
+
+#[test]
+fn pipelined_replies_in_order() {
+    let mut input = Vec::new();
+    input.extend_from_slice(b"EHLO a\r\n");
+    for i in 0..50 {
+        input.extend_from_slice(
+            format!("MAIL FROM:<s{i}@a>\r\nRCPT TO:<r{i}@example.org>\r\nRCPT TO:<r@elsewhere.example>\r\nDATA\r\nmsg {i}\r\n.\r\n").as_bytes(),
+        );
+    }
+    input.extend_from_slice(b"QUIT\r\n");
+    let t = run(&input);
+    assert_eq!(t.queued.len(), 50);
+    let codes = t.codes();
+    assert_eq!(codes[0], 220);
+    assert_eq!(codes[1], 250);
+    for i in 0..50 {
+        assert_eq!(&codes[2 + i * 5..7 + i * 5], &[250, 250, 553, 354, 250]);
+        assert!(t.queued[i].0.ends_with(format!("msg {i}\n").as_bytes()));
+    }
+    assert_eq!(*codes.last().unwrap(), 221);
+}
+
+#[test]
+fn relay_rules() {
+    let rcpt = |cfg: Config, fake: Fake, addr: &str| -> String {
+        let input = format!("MAIL FROM:<a@b>\r\nRCPT TO:{addr}\r\n");
+        let t = run_with(cfg, fake, &[input.as_bytes()], 0);
+        t.lines()[2].to_string()
+    };
+    let ok = "250 2.1.5 ok";
+    let denied = "553 5.7.1 sorry, that domain isn't in my list of allowed rcpthosts";
+    let routing =
+        "553 5.7.1 sorry, sender-specified routing (%, ! or @ in the local part) is not allowed";
+    let f = Fake::default;
+    assert_eq!(rcpt(config(), f(), "<u@example.org>"), ok);
+    assert_eq!(rcpt(config(), f(), "<u@EXAMPLE.Org>"), ok);
+    assert_eq!(
+        rcpt(config(), f(), "<u@wild.example>"),
+        denied,
+        ".wild matches subdomains only"
+    );
+    assert_eq!(rcpt(config(), f(), "<u@a.b.wild.example>"), ok);
+    assert_eq!(rcpt(config(), f(), "<u@example.org.evil.example>"), denied);
+    assert_eq!(rcpt(config(), f(), "<u@evil.example>"), denied);
+    assert_eq!(rcpt(config(), f(), "<u@example.org.>"), denied);
+    assert_eq!(rcpt(config(), f(), "<postmaster>"), ok);
+    // Source routes are stripped before the check: the real target counts.
+    assert_eq!(rcpt(config(), f(), "<@example.org:u@evil.example>"), denied);
+    assert_eq!(rcpt(config(), f(), "<@evil.example:u@example.org>"), ok);
+    // Routing through us is refused.
+    assert_eq!(rcpt(config(), f(), "<u%evil.example@example.org>"), routing);
+    assert_eq!(rcpt(config(), f(), "<evil.example!u@example.org>"), routing);
+    assert_eq!(
+        rcpt(config(), f(), "<\"u@evil.example\"@example.org>"),
+        routing
+    );
+    assert_eq!(rcpt(config(), f(), "<u%evil.example>"), routing);
+    assert_eq!(
+        rcpt(config(), f(), "<\"u@example.org\"@evil.example>"),
+        denied
+    );
+    assert_eq!(
+        rcpt(config(), f(), "<>"),
+        "501 5.1.3 empty recipient address"
+    );
+
+    // morercpthosts.cdb, including its suffix rule.
+    let more = || Fake {
+        more: HashSet::from([b"more.example".to_vec(), b".deep.example".to_vec()]),
+        ..Fake::default()
+    };
+    assert_eq!(rcpt(config(), more(), "<u@More.Example>"), ok);
+    assert_eq!(rcpt(config(), more(), "<u@x.deep.example>"), ok);
+    assert_eq!(rcpt(config(), more(), "<u@x.more.example>"), denied);
+
+    // A cdb that cannot be read ends the session as qmail does.
+    let broken = Fake {
+        broken_cdb: true,
+        ..Fake::default()
+    };
+    assert_eq!(
+        rcpt(config(), broken, "<u@evil.example>"),
+        "421 4.3.0 unable to read controls"
+    );
+
+    // Missing rcpthosts: fail closed, temporarily.
+    let mut c = config();
+    c.rcpthosts = None;
+    assert_eq!(
+        rcpt(c, f(), "<u@example.org>"),
+        "451 4.3.5 sorry, this server has no rcpthosts and accepts no mail"
+    );
+}
+
+#[test]
+fn relayclient_appends_and_skips_rcpthosts() {
+    let mut c = config();
+    c.relayclient = Some(b"".to_vec());
+    let t = run_with(
+        c.clone(),
+        Fake::default(),
+        &[b"MAIL FROM:<a@b>\r\nRCPT TO:<u@elsewhere.example>\r\nDATA\r\nx\r\n.\r\n"],
+        0,
+    );
+    assert_eq!(t.queued[0].1, b"Fa@b\0Tu@elsewhere.example\0\0");
+    c.relayclient = Some(b".relay".to_vec());
+    let t = run_with(
+        c,
+        Fake::default(),
+        &[b"MAIL FROM:<a@b>\r\nRCPT TO:<u@elsewhere.example>\r\nDATA\r\nx\r\n.\r\n"],
+        0,
+    );
+    assert_eq!(t.queued[0].1, b"Fa@b\0Tu@elsewhere.example.relay\0\0");
+}
+
+#[test]
+fn local_ip_literal_rewritten_to_localiphost() {
+    let mut c = config();
+    c.localiphost = Some(b"example.org".to_vec());
+    let fake = Fake {
+        local: vec![[192, 0, 2, 1]],
+        ..Fake::default()
+    };
+    let t = run_with(
+        c,
+        fake,
+        &[b"MAIL FROM:<a@b>\r\nRCPT TO:<u@[192.0.2.1]>\r\nRCPT TO:<u@[192.0.2.99]>\r\nDATA\r\nx\r\n.\r\n"],
+        0,
+    );
+    assert_eq!(t.codes()[1..4], [250, 250, 553]);
+    assert_eq!(t.queued[0].1, b"Fa@b\0Tu@example.org\0\0");
+}
+
+#[test]
+fn sequence_errors() {
+    let t = run(b"RCPT TO:<u@example.org>\r\nDATA\r\nMAIL FROM:<a@b>\r\nMAIL FROM:<c@d>\r\nDATA\r\nRCPT TO:<u@evil.example>\r\nDATA\r\nRSET\r\nDATA\r\n");
+    assert_eq!(
+        t.lines()[1..],
+        [
+            "503 5.5.1 MAIL first",
+            "503 5.5.1 MAIL first",
+            "250 2.1.0 ok",
+            "503 5.5.1 MAIL already given; RSET first",
+            "503 5.5.1 RCPT first",
+            "553 5.7.1 sorry, that domain isn't in my list of allowed rcpthosts",
+            "554 5.5.1 no valid recipients",
+            "250 2.0.0 flushed",
+            "503 5.5.1 MAIL first",
+        ]
+    );
+    assert!(t.queued.is_empty());
+}
+
+#[test]
+fn ehlo_resets_transaction() {
+    let t = run(b"MAIL FROM:<a@b>\r\nEHLO x\r\nRCPT TO:<u@example.org>\r\n");
+    assert_eq!(*t.codes().last().unwrap(), 503);
+}
+
+#[test]
+fn badmailfrom() {
+    let mut c = config();
+    c.badmailfrom = NameSet::new([b"spam@bad.example".to_vec(), b"@worse.example".to_vec()]);
+    for sender in ["SPAM@bad.example", "x@Worse.Example"] {
+        let input = format!("MAIL FROM:<{sender}>\r\nRCPT TO:<u@example.org>\r\nDATA\r\n");
+        let t = run_with(c.clone(), Fake::default(), &[input.as_bytes()], 0);
+        assert_eq!(
+            t.lines()[1..],
+            [
+                "250 2.1.0 ok",
+                "553 5.7.1 sorry, your envelope sender is in my badmailfrom list",
+                "554 5.5.1 no valid recipients"
+            ]
+        );
+    }
+    let t = run_with(
+        c,
+        Fake::default(),
+        &[b"MAIL FROM:<ok@bad.example>\r\nRCPT TO:<u@example.org>\r\n"],
+        0,
+    );
+    assert_eq!(t.codes()[2], 250);
+}
+
+#[test]
+fn databytes() {
+    let mut c = config();
+    c.databytes = 10;
+    let t = run_with(
+        c.clone(),
+        Fake::default(),
+        &[b"EHLO a\r\nMAIL FROM:<a@b> SIZE=11\r\nMAIL FROM:<a@b> SIZE=10\r\n"],
+        0,
+    );
+    assert!(t.lines().contains(&"250 SIZE 10"));
+    assert_eq!(
+        t.lines()[6..],
+        [
+            "552 5.3.4 sorry, that message size exceeds my databytes limit",
+            "250 2.1.0 ok"
+        ]
+    );
+    // Stored size is counted as qmail does: LF endings, Received excluded.
+    let ok = b"MAIL FROM:<a@b>\r\nRCPT TO:<u@example.org>\r\nDATA\r\n123456789\r\n.\r\n";
+    let t = run_with(c.clone(), Fake::default(), &[ok], 0);
+    assert_eq!(t.queued.len(), 1);
+    let big = b"MAIL FROM:<a@b>\r\nRCPT TO:<u@example.org>\r\nDATA\r\n1234567890\r\n.\r\nNOOP\r\n";
+    let t = run_with(c, Fake::default(), &[big], 0);
+    assert!(t.queued.is_empty());
+    assert_eq!(t.aborted, 1);
+    assert_eq!(
+        t.lines()[4..],
+        [
+            "552 5.3.4 sorry, that message size exceeds my databytes limit",
+            "250 2.0.0 ok"
+        ]
+    );
+}
+
+#[test]
+fn hop_count() {
+    let msg = |hops: usize| {
+        let mut m = b"MAIL FROM:<a@b>\r\nRCPT TO:<u@example.org>\r\nDATA\r\n".to_vec();
+        for i in 0..hops {
+            let h = if i % 2 == 0 {
+                "Received: x\r\n"
+            } else {
+                "delivered-to: y\r\n"
+            };
+            m.extend_from_slice(h.as_bytes());
+        }
+        m.extend_from_slice(b"\r\nbody\r\n.\r\n");
+        m
+    };
+    let t = run(&msg(99));
+    assert_eq!(t.queued.len(), 1);
+    let t = run(&msg(100));
+    assert!(t.queued.is_empty());
+    assert_eq!(t.aborted, 1);
+    assert_eq!(
+        *t.lines().last().unwrap(),
+        "554 5.4.6 too many hops, this message is looping"
+    );
+}
+
+#[test]
+fn bare_lf_and_bare_cr_end_the_session_and_queue_nothing() {
+    let cases: &[(&[u8], &str)] = &[
+        (
+            b"line\n.\nRSET\r\n",
+            "451 4.5.0 See https://cr.yp.to/docs/smtplf.html.",
+        ),
+        (
+            b"line\r\n.\nMAIL FROM:<x@y>\r\n",
+            "451 4.5.0 See https://cr.yp.to/docs/smtplf.html.",
+        ),
+        (b"a\r\n.\r\rRSET\r\n.\r\n", "451 4.5.0 bare CR"),
+        (b"a\rb\r\n.\r\n", "451 4.5.0 bare CR"),
+    ];
+    for (data, want) in cases {
+        let mut input = b"MAIL FROM:<a@b>\r\nRCPT TO:<u@example.org>\r\nDATA\r\n".to_vec();
+        input.extend_from_slice(data);
+        let t = run(&input);
+        assert!(t.closed);
+        assert!(t.queued.is_empty(), "{:?}", String::from_utf8_lossy(data));
+        assert_eq!(t.aborted, 1);
+        let last = *t.lines().last().unwrap();
+        assert!(last.starts_with(want), "{last}");
+        assert!(t.unconsumed > 0, "the rest is never executed");
+    }
+}
+
+#[test]
+fn smuggled_commands_stay_in_the_message() {
+    // `\n.\r\n` is not an end of data: the "commands" after it are text.
+    let input = b"MAIL FROM:<a@b>\r\nRCPT TO:<u@example.org>\r\nDATA\r\nx\r\n\r\n.\r\r\n";
+    let t = run(input);
+    assert!(t.queued.is_empty());
+    let input = b"MAIL FROM:<a@b>\r\nRCPT TO:<u@example.org>\r\nDATA\r\nx\r\n..\r\nMAIL FROM:<evil@x>\r\n.\r\n";
+    let t = run(input);
+    assert_eq!(t.queued.len(), 1);
+    assert!(t.queued[0].0.ends_with(b"x\n.\nMAIL FROM:<evil@x>\n"));
+}
+
+#[test]
+fn long_lines_nul_and_no_reflection() {
+    let mut input = vec![b'A'; 100_000];
+    input.extend_from_slice(
+        b"\r\nNOOP\0\r\nGET /secret-token HTTP/1.1\r\nHost: secret-host\r\nNOOP\r\n",
+    );
+    // Fed in small pieces: the long line must not be buffered.
+    let chunks: Vec<&[u8]> = input.chunks(1000).collect();
+    let t = run_with(config(), Fake::default(), &chunks, 0);
+    assert_eq!(
+        t.lines()[1..],
+        [
+            "500 5.5.2 line too long",
+            "500 5.5.2 NUL or bare CR in command line",
+            "502 5.5.1 unimplemented",
+            "502 5.5.1 unimplemented",
+            "250 2.0.0 ok",
+        ]
+    );
+    assert!(!t.replies.contains("secret"));
+    // Exactly at the limit is fine.
+    let mut line = b"NOOP ".to_vec();
+    line.resize(2046, b'x');
+    line.extend_from_slice(b"\r\n");
+    assert_eq!(run(&line).codes()[1], 250);
+    line.insert(10, b'x');
+    assert_eq!(run(&line).codes()[1], 500);
+}
+
+#[test]
+fn error_limit_closes_with_421() {
+    let input = b"FOO\r\n".repeat(50);
+    let t = run(&input);
+    let codes = t.codes();
+    assert_eq!(codes.len(), 1 + 20 + 1);
+    assert!(codes[1..21].iter().all(|&c| c == 502));
+    assert_eq!(
+        *t.lines().last().unwrap(),
+        "421 4.7.0 too many errors, closing connection"
+    );
+    assert!(t.closed);
+    assert_eq!(t.unconsumed, 30 * 5);
+}
+
+#[test]
+fn queue_failures_never_say_250() {
+    let input = b"MAIL FROM:<a@b>\r\nRCPT TO:<u@example.org>\r\nDATA\r\nx\r\n.\r\n";
+    for code in [
+        11, 31, 51, 52, 53, 54, 55, 56, 61, 62, 66, 71, 72, 73, 74, 81, 91, 120, 1, 99,
+    ] {
+        let t = run_with(config(), Fake::default(), &[input], code);
+        let last = *t.lines().last().unwrap();
+        assert!(
+            last.starts_with("451 4.") || last.starts_with("554 5."),
+            "exit {code}: {last}"
+        );
+    }
+}
+
+#[test]
+fn eof_mid_data_queues_nothing() {
+    let t = run(b"MAIL FROM:<a@b>\r\nRCPT TO:<u@example.org>\r\nDATA\r\nhalf a message\r\n");
+    assert!(t.queued.is_empty());
+    assert_eq!(t.aborted, 1);
+}
+
+#[test]
+fn quit_stops_processing() {
+    let t = run(b"QUIT\r\nNOOP\r\n");
+    assert_eq!(t.lines(), [GREETING, "221 2.0.0 mx.example.org"]);
+    assert_eq!(t.unconsumed, 6);
+}
+
+#[test]
+fn misc_commands() {
+    let t = run(b"NOOP\r\nVRFY root\r\nHELP\r\nRSET\r\nSTARTTLS\r\nAUTH PLAIN\r\nDATA x\r\n");
+    assert_eq!(t.codes()[1..], [250, 252, 214, 250, 454, 503, 501]);
+}
+
+#[test]
+fn recipient_limit() {
+    let mut c = config();
+    c.max_rcpts = 3;
+    let mut input = b"MAIL FROM:<a@b>\r\n".to_vec();
+    for i in 0..5 {
+        input.extend_from_slice(format!("RCPT TO:<u{i}@example.org>\r\n").as_bytes());
+    }
+    let t = run_with(c, Fake::default(), &[&input], 0);
+    assert_eq!(t.codes()[2..], [250, 250, 250, 452, 452]);
+}
+
+fn tls_fake() -> Fake {
+    Fake {
+        tls: true,
+        ..Fake::default()
+    }
+}
+
+fn with_tls(policy: TlsPolicy) -> Config {
+    let mut c = config();
+    c.tls = policy;
+    c
+}
+
+const PLAIN: TlsPolicy = TlsPolicy {
+    link: Link::Plain,
+    starttls: true,
+    force_tls: false,
+};
+
+#[test]
+fn starttls_advertised_only_when_usable() {
+    let t = run_with(config(), tls_fake(), &[b"EHLO a\r\n"], 0);
+    assert_eq!(t.lines().last(), Some(&"250 STARTTLS"));
+    // No usable certificate: not advertised.
+    let t = run_with(config(), Fake::default(), &[b"EHLO a\r\n"], 0);
+    assert!(!t.replies.contains("STARTTLS"));
+    // DENY_TLS / DISABLETLS: not advertised, and refused.
+    let denied = TlsPolicy {
+        starttls: false,
+        ..PLAIN
+    };
+    let t = run_with(
+        with_tls(denied),
+        tls_fake(),
+        &[b"EHLO a\r\nSTARTTLS\r\n"],
+        0,
+    );
+    assert!(!t.replies.contains("250 STARTTLS"));
+    assert_eq!(
+        t.lines().last(),
+        Some(&"502 5.5.1 STARTTLS not offered to this client")
+    );
+    // SSL=1: the link is already secure.
+    let upstream = TlsPolicy {
+        link: Link::UpstreamTls,
+        starttls: false,
+        force_tls: true,
+    };
+    let t = run_with(
+        with_tls(upstream),
+        tls_fake(),
+        &[b"EHLO a\r\nSTARTTLS\r\nMAIL FROM:<a@b>\r\nRCPT TO:<u@example.org>\r\nDATA\r\nx\r\n.\r\n"],
+        0,
+    );
+    assert!(!t.replies.contains("250 STARTTLS"));
+    assert!(t.replies.contains("503 5.5.1 TLS already active"));
+    assert!(String::from_utf8_lossy(&t.queued[0].0).contains(" with ESMTPS; "));
+}
+
+#[test]
+fn starttls_forgets_everything_and_drops_injected_commands() {
+    // CVE-2011-0411: commands pipelined behind STARTTLS in the same write
+    // are never executed; the session restarts from scratch (RFC 3207).
+    let t = run_with(
+        config(),
+        tls_fake(),
+        &[
+            b"EHLO a\r\nMAIL FROM:<a@b>\r\nSTARTTLS\r\nRCPT TO:<u@example.org>\r\n",
+            b"RCPT TO:<u@example.org>\r\nEHLO b\r\nSTARTTLS\r\n",
+        ],
+        0,
+    );
+    assert_eq!(t.discarded, b"RCPT TO:<u@example.org>\r\n".len());
+    let lines = t.lines();
+    let i = lines
+        .iter()
+        .position(|l| l.starts_with("220 2.0.0"))
+        .unwrap();
+    assert_eq!(lines[i], "220 2.0.0 Ready to start TLS");
+    assert_eq!(lines[i + 1], "503 5.5.1 MAIL first", "envelope forgotten");
+    assert_eq!(lines[i + 2], "250-mx.example.org");
+    assert!(
+        !lines[i + 2..].contains(&"250 STARTTLS"),
+        "not offered again"
+    );
+    assert_eq!(*lines.last().unwrap(), "503 5.5.1 TLS already active");
+}
+
+#[test]
+fn tls_session_recorded_in_received() {
+    let t = run_with(
+        config(),
+        tls_fake(),
+        &[
+            b"EHLO a\r\nSTARTTLS\r\n",
+            b"EHLO a\r\nMAIL FROM:<a@b>\r\nRCPT TO:<u@example.org>\r\nDATA\r\nx\r\n.\r\n",
+        ],
+        0,
+    );
+    let msg = String::from_utf8_lossy(&t.queued[0].0).into_owned();
+    assert!(
+        msg.contains("  by mx.example.org with ESMTPS (TLSv1.3 TLS13_AES_256_GCM_SHA384); "),
+        "{msg}"
+    );
+}
+
+#[test]
+fn force_tls_refuses_mail_in_clear() {
+    let force = TlsPolicy {
+        force_tls: true,
+        ..PLAIN
+    };
+    let t = run_with(
+        with_tls(force),
+        tls_fake(),
+        &[
+            b"EHLO a\r\nMAIL FROM:<a@b>\r\nSTARTTLS\r\n",
+            b"EHLO a\r\nMAIL FROM:<a@b>\r\n",
+        ],
+        0,
+    );
+    assert!(
+        t.lines()
+            .contains(&"530 5.7.0 Must issue a STARTTLS command first")
+    );
+    assert_eq!(*t.lines().last().unwrap(), "250 2.1.0 ok");
+}
