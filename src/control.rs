@@ -13,9 +13,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use crate::checkpassword::{Backend, Invocation};
 use crate::io::tls;
 use crate::log;
-use crate::policy::{Contradiction, TlsPolicy};
+use crate::policy::{Contradiction, Policy};
 use crate::smtp::reply::{self, Reply};
 use crate::smtp::session::{Config, LookupError, Lookups, NameSet};
 
@@ -103,6 +104,20 @@ impl Env {
         }
     }
 
+    /// Every variable whose name starts with `prefix`: (rest of the name,
+    /// value), later settings winning.
+    pub fn with_prefix<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> impl Iterator<Item = (String, &'a [u8])> + 'a {
+        use std::os::unix::ffi::OsStrExt;
+        self.vars.iter().filter_map(move |(k, v)| {
+            let rest = k.as_bytes().strip_prefix(prefix.as_bytes())?;
+            let name = std::str::from_utf8(rest).ok().filter(|n| !n.is_empty())?;
+            Some((name.to_string(), v.as_bytes()))
+        })
+    }
+
     pub fn get(&self, name: &str) -> Option<&[u8]> {
         use std::os::unix::ffi::OsStrExt;
         self.vars
@@ -121,13 +136,20 @@ pub struct Settings {
     /// The program that queues a message (`QMAILQUEUE` or `bin/qmail-queue`).
     pub queue_program: PathBuf,
     pub lookups: ControlLookups,
+    /// checkpassword and its subprogram, when AUTH is configured.
+    pub backend: Option<Backend>,
+    /// How long checkpassword may take (`CHECKPASSWORD_TIMEOUT`, seconds).
+    pub auth_timeout: Duration,
     /// Non-fatal problems worth a line on stderr.
     pub warnings: Vec<String>,
 }
 
-/// Read the control files below `$QMAILHOME/control` and the tcpserver
-/// environment.
-pub fn load(env: &Env) -> Result<Settings, StartupError> {
+/// Default `CHECKPASSWORD_TIMEOUT`, seconds.
+pub const DEFAULT_AUTH_TIMEOUT: u64 = 60;
+
+/// Read the control files below `$QMAILHOME/control`, the tcpserver
+/// environment and what the command line said.
+pub fn load(env: &Env, invocation: &Invocation) -> Result<Settings, StartupError> {
     use std::os::unix::ffi::OsStrExt;
     let qmailhome = PathBuf::from(std::ffi::OsStr::from_bytes(
         env.get("QMAILHOME").unwrap_or(b"/var/qmail"),
@@ -189,7 +211,44 @@ pub fn load(env: &Env) -> Result<Settings, StartupError> {
         .or_else(|| nonempty("TCPLOCALIP"))
         .unwrap_or_else(|| b"unknown".to_vec());
 
-    config.tls = TlsPolicy::from_env(|name| env.get(name)).map_err(StartupError::Policy)?;
+    let backend = invocation.backend.clone();
+    let policy =
+        Policy::from_env(|name| env.get(name), backend.is_some()).map_err(StartupError::Policy)?;
+    config.tls = policy.tls;
+    config.auth = policy.auth;
+    let mut number = |name: &str| {
+        let v = env.get(name)?;
+        let n = parse_u64(v);
+        if n.is_none() {
+            warnings.push(format!("{name} is not a number: ignored"));
+        }
+        n
+    };
+    if let Some(n) = number("AUTH_MAX_FAILURES") {
+        config.max_auth_failures = u32::try_from(n.max(1)).unwrap_or(u32::MAX);
+    }
+    if let Some(n) = number("AUTH_FAILURE_DELAY") {
+        config.auth_failure_delay_ms = n;
+    }
+    let auth_timeout = number("CHECKPASSWORD_TIMEOUT")
+        .unwrap_or(DEFAULT_AUTH_TIMEOUT)
+        .max(1);
+    config.auth_env = env
+        .with_prefix("AUTH_SET_")
+        .map(|(k, v)| (k, Some(v.to_vec())))
+        .chain(env.with_prefix("AUTH_UNSET_").map(|(k, _)| (k, None)))
+        .collect();
+    let cram_host = invocation
+        .hostname
+        .clone()
+        .or_else(|| me.clone())
+        .unwrap_or_else(|| {
+            greeting
+                .split(|&b| b == b' ')
+                .next()
+                .unwrap_or_default()
+                .to_vec()
+        });
 
     let path = |v: &[u8]| PathBuf::from(std::ffi::OsStr::from_bytes(v));
     let tls_source = TlsSource {
@@ -223,7 +282,11 @@ pub fn load(env: &Env) -> Result<Settings, StartupError> {
             local_ips: OnceLock::new(),
             tls_source,
             tls_config: OnceLock::new(),
+            cram_host,
+            challenges: std::cell::Cell::new(0),
         },
+        backend,
+        auth_timeout: Duration::from_secs(auth_timeout),
         warnings,
     })
 }
@@ -315,6 +378,10 @@ pub struct ControlLookups {
     /// The TLS configuration, loaded the first time TLS could be offered;
     /// `None` if it is unusable (the reason is logged once).
     tls_config: OnceLock<Option<Arc<tls::ServerConfig>>>,
+    /// The host name in CRAM-MD5 challenges.
+    cram_host: Vec<u8>,
+    /// Challenges made so far (part of each, so none repeats).
+    challenges: std::cell::Cell<u32>,
 }
 
 impl ControlLookups {
@@ -359,6 +426,32 @@ impl Lookups for ControlLookups {
     fn tls_available(&self) -> bool {
         self.tls_config().is_some()
     }
+
+    /// `<pid.count.random.time@host>`: 64 random bits from the kernel, so
+    /// challenges repeat neither within a session nor across them.
+    fn cram_challenge(&self) -> Vec<u8> {
+        let mut random = [0u8; 8];
+        if let Err(e) = std::fs::File::open("/dev/urandom").and_then(|mut f| {
+            use std::io::Read;
+            f.read_exact(&mut random)
+        }) {
+            log::line(&format!("warning: /dev/urandom: {e}"));
+        }
+        let count = self.challenges.get().wrapping_add(1);
+        self.challenges.set(count);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut c = format!(
+            "<{}.{count}.{:016x}.{now}@",
+            std::process::id(),
+            u64::from_be_bytes(random)
+        )
+        .into_bytes();
+        c.extend_from_slice(&self.cram_host);
+        c.push(b'>');
+        c
+    }
 }
 
 /// qmail's `ipme`: the addresses of this host's interfaces, plus 127.0.0.1.
@@ -392,6 +485,10 @@ mod tests {
         fn drop(&mut self) {
             let _ = std::fs::remove_dir_all(&self.0);
         }
+    }
+
+    fn load_plain(env: &Env) -> Result<Settings, StartupError> {
+        load(env, &Invocation::default())
     }
 
     fn home() -> Home {
@@ -428,7 +525,7 @@ mod tests {
         write(&h, "badmailfrom", "spam@evil.example\n@evil2.example\n");
         write(&h, "databytes", "1000\n");
         write(&h, "timeoutsmtpd", "0\n");
-        let s = load(&env(&h, &[("TCPREMOTEIP", "192.0.2.7")])).unwrap();
+        let s = load_plain(&env(&h, &[("TCPREMOTEIP", "192.0.2.7")])).unwrap();
         assert_eq!(s.config.greeting, b"mx.example.org");
         assert_eq!(
             s.config.localiphost.as_deref(),
@@ -458,7 +555,7 @@ mod tests {
         write(&h, "me", "me.example");
         write(&h, "smtpgreeting", "greet.example hello");
         write(&h, "databytes", "junk");
-        let s = load(&env(
+        let s = load_plain(&env(
             &h,
             &[
                 ("DATABYTES", "42"),
@@ -476,14 +573,14 @@ mod tests {
         assert!(s.config.rcpthosts.is_none(), "missing rcpthosts");
         assert_eq!(s.timeout, Duration::from_secs(DEFAULT_TIMEOUT));
         assert_eq!(s.warnings.len(), 2, "{:?}", s.warnings);
-        let s = load(&env(&h, &[("SMTPGREETING", "env.example")])).unwrap();
+        let s = load_plain(&env(&h, &[("SMTPGREETING", "env.example")])).unwrap();
         assert_eq!(s.config.greeting, b"env.example");
     }
 
     #[test]
     fn missing_me_and_greeting_is_fatal() {
         let h = home();
-        assert!(load(&env(&h, &[])).is_err());
+        assert!(load_plain(&env(&h, &[])).is_err());
     }
 
     #[test]
@@ -492,7 +589,7 @@ mod tests {
         write(&h, "me", "me.example");
         // A directory where a file is expected cannot be read.
         std::fs::create_dir(h.join("control/badmailfrom")).unwrap();
-        match load(&env(&h, &[])) {
+        match load_plain(&env(&h, &[])) {
             Err(StartupError::Control(e)) => assert!(e.path.ends_with("badmailfrom"), "{e}"),
             _ => panic!("must fail"),
         }

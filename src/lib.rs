@@ -4,6 +4,8 @@
 
 #![deny(unsafe_code)]
 
+pub mod auth;
+pub mod checkpassword;
 pub mod control;
 pub mod io;
 pub mod log;

@@ -7,6 +7,9 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use std::ffi::OsString;
+
+use qmail_smtpd::checkpassword::{self, Backend, Invocation};
 use qmail_smtpd::control::{self, ControlLookups, Env};
 use qmail_smtpd::io::fd::{FdTransport, IoError};
 use qmail_smtpd::io::tls::TlsInfo;
@@ -14,7 +17,7 @@ use qmail_smtpd::io::transport::Transport;
 use qmail_smtpd::log;
 use qmail_smtpd::policy::Link;
 use qmail_smtpd::queue::{self, Queue};
-use qmail_smtpd::smtp::session::{Action, Output, Session};
+use qmail_smtpd::smtp::session::{Action, AuthResult, Output, Session, printable};
 
 /// Read size: large enough that DATA moves in big steps.
 const READ_BUF: usize = 64 * 1024;
@@ -32,8 +35,19 @@ fn main() {
 }
 
 fn run() -> i32 {
+    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    if args.first().is_some_and(|a| a == checkpassword::CHILD_FLAG) {
+        return checkpassword::child_main(&args[1..]);
+    }
+    let invocation = match checkpassword::parse_invocation(&args, checkpassword::on_path) {
+        Ok(i) => i,
+        Err(e) => {
+            log::line(&format!("warning: {e}"));
+            Invocation::default()
+        }
+    };
     let env = Env::from_process();
-    let settings = match control::load(&env) {
+    let settings = match control::load(&env, &invocation) {
         Ok(s) => s,
         Err(e) => {
             log::line(&format!("fatal: {e}"));
@@ -51,6 +65,7 @@ fn run() -> i32 {
     let implicit_tls = settings.config.tls.link == Link::ImplicitTls;
     let mut session = Session::new(settings.config, settings.lookups);
     let mut tls_env = Vec::new();
+    let auth = settings.backend.map(|b| (b, settings.auth_timeout));
     if implicit_tls {
         // SMTPS: the handshake comes before the greeting (RFC 8314).
         match start_tls(&mut session, &mut transport) {
@@ -58,14 +73,17 @@ fn run() -> i32 {
             None => return 1,
         }
     }
-    serve(session, transport, &settings.queue_program, tls_env)
+    serve(session, transport, &settings.queue_program, tls_env, auth)
 }
 
 /// TLS facts exported to qmail-queue, so queue filters can see them.
-fn queue_env(info: &TlsInfo) -> Vec<(&'static str, String)> {
+fn queue_env(info: &TlsInfo) -> Vec<(String, Option<Vec<u8>>)> {
     vec![
-        ("TLS_PROTOCOL", info.version.clone()),
-        ("TLS_CIPHER", info.cipher.clone()),
+        (
+            "TLS_PROTOCOL".into(),
+            Some(info.version.clone().into_bytes()),
+        ),
+        ("TLS_CIPHER".into(), Some(info.cipher.clone().into_bytes())),
     ]
 }
 
@@ -92,7 +110,8 @@ fn serve(
     mut session: Session<ControlLookups>,
     mut transport: Transport,
     queue_program: &std::path::Path,
-    mut tls_env: Vec<(&'static str, String)>,
+    mut tls_env: Vec<(String, Option<Vec<u8>>)>,
+    auth: Option<(Backend, std::time::Duration)>,
 ) -> i32 {
     let transport = &mut transport;
     let mut out = Output::default();
@@ -127,6 +146,7 @@ fn serve(
                 }
             }
         };
+        side_effects(&mut out);
         // Message bytes go to qmail-queue as they come, never piling up.
         if !out.body.is_empty() {
             if let Some(q) = &mut queue {
@@ -140,7 +160,9 @@ fn serve(
         match action {
             Action::NeedInput => {}
             Action::OpenQueue => {
-                let opened = match Queue::spawn(queue_program, &tls_env) {
+                let mut env = tls_env.clone();
+                env.extend(session.queue_env());
+                let opened = match Queue::spawn(queue_program, &env) {
                     Ok(q) => {
                         let pid = q.pid();
                         queue = Some(q);
@@ -189,12 +211,39 @@ fn serve(
                     None => return abort(queue, 0),
                 }
             }
-            Action::Close => {
-                let _ = flush(transport, &mut out);
-                transport.close();
-                return abort(queue, 0);
+            Action::CheckPassword => {
+                let Some(creds) = session.take_credentials() else {
+                    continue;
+                };
+                let (result, why) = match &auth {
+                    Some((backend, timeout)) => checkpassword::check(backend, &creds, *timeout),
+                    None => (AuthResult::TempFail, "no checkpassword configured".into()),
+                };
+                if !why.is_empty() {
+                    log::line(&format!(
+                        "checkpassword: user=\"{}\": {why}",
+                        printable(&creds.user)
+                    ));
+                }
+                let next = session.auth_checked(&creds.user, creds.mechanism, result, &mut out);
+                side_effects(&mut out);
+                if next == Action::Close {
+                    return close(transport, &mut out, queue);
+                }
             }
+            Action::Close => return close(transport, &mut out, queue),
         }
+    }
+}
+
+/// Log what the session asked to log; wait out an AUTH failure delay.
+fn side_effects(out: &mut Output) {
+    for l in out.log.drain(..) {
+        log::line(&l);
+    }
+    if out.delay_ms > 0 {
+        std::thread::sleep(std::time::Duration::from_millis(out.delay_ms));
+        out.delay_ms = 0;
     }
 }
 
@@ -208,6 +257,13 @@ fn flush(transport: &mut Transport, out: &mut Output) -> Result<(), IoError> {
         log::line(&format!("write to client failed: {e:?}"));
     }
     r
+}
+
+/// Send the last replies and end the connection.
+fn close(transport: &mut Transport, out: &mut Output, queue: Option<Queue>) -> i32 {
+    let _ = flush(transport, out);
+    transport.close();
+    abort(queue, 0)
 }
 
 /// End the connection, making sure an unfinished message is not queued.

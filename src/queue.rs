@@ -42,11 +42,19 @@ pub fn start_failure(e: &io::Error) -> QueueOutcome {
 }
 
 impl Queue {
-    /// Start `program` with `env` added to our environment.
-    pub fn spawn(program: &Path, env: &[(&str, String)]) -> io::Result<Queue> {
+    /// Start `program` with `env` applied to our environment (`None`
+    /// removes a variable).
+    pub fn spawn(program: &Path, env: &[(String, Option<Vec<u8>>)]) -> io::Result<Queue> {
+        use std::os::unix::ffi::OsStrExt;
         let (env_read, env_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
-        let mut child = Command::new(program)
-            .envs(env.iter().map(|(k, v)| (k, v)))
+        let mut cmd = Command::new(program);
+        for (k, v) in env {
+            match v {
+                Some(v) => cmd.env(k, std::ffi::OsStr::from_bytes(v)),
+                None => cmd.env_remove(k),
+            };
+        }
+        let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::from(env_read))
             .stderr(Stdio::inherit())

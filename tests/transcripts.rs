@@ -4,9 +4,12 @@
 
 use std::collections::HashSet;
 
-use qmail_smtpd::policy::{Link, TlsPolicy};
+use hmac::{Hmac, Mac};
+use qmail_smtpd::auth::Mechanism;
+use qmail_smtpd::policy::{AuthPolicy, Link, Policy, TlsPolicy};
 use qmail_smtpd::smtp::session::{
-    Action, Config, LookupError, Lookups, NameSet, Output, QueueExit, QueueOutcome, Session,
+    Action, AuthResult, Config, LookupError, Lookups, NameSet, Output, QueueExit, QueueOutcome,
+    Session,
 };
 
 const NOW: u64 = 1_795_348_475; // 22 Nov 2026 11:54:35 UTC
@@ -18,6 +21,47 @@ struct Fake {
     local: Vec<[u8; 4]>,
     broken_cdb: bool,
     tls: bool,
+    /// (user, password) pairs the checkpassword stand-in accepts.
+    users: Vec<(&'static str, &'static str)>,
+    /// checkpassword's verdict regardless of the credentials.
+    verdict: Option<AuthResult>,
+    challenges: std::cell::Cell<u32>,
+}
+
+impl Fake {
+    /// What checkpassword would say of the record `user\0secret\0timestamp\0`
+    /// (CRAM-MD5: the secret is the hex HMAC-MD5 of the timestamp).
+    fn check(&self, record: &[u8]) -> AuthResult {
+        if let Some(v) = self.verdict {
+            return v;
+        }
+        let f: Vec<&[u8]> = record.split(|&b| b == 0).collect();
+        assert_eq!(f.len(), 4, "always three fields and a final NUL");
+        let (user, secret, ts) = (f[0], f[1], f[2]);
+        let ok = self.users.iter().any(|(u, p)| {
+            u.as_bytes() == user
+                && if ts.is_empty() {
+                    p.as_bytes() == secret
+                } else {
+                    hex_hmac(p.as_bytes(), ts).as_bytes() == secret
+                }
+        });
+        if ok {
+            AuthResult::Accepted
+        } else {
+            AuthResult::Rejected
+        }
+    }
+}
+
+fn hex_hmac(key: &[u8], msg: &[u8]) -> String {
+    let mut m = Hmac::<md5::Md5>::new_from_slice(key).unwrap();
+    m.update(msg);
+    m.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 impl Lookups for Fake {
@@ -32,6 +76,11 @@ impl Lookups for Fake {
     }
     fn tls_available(&self) -> bool {
         self.tls
+    }
+    fn cram_challenge(&self) -> Vec<u8> {
+        let n = self.challenges.get() + 1;
+        self.challenges.set(n);
+        format!("<{n}.{NOW}@mx.example.org>").into_bytes()
     }
 }
 
@@ -61,6 +110,13 @@ struct Transcript {
     unconsumed: usize,
     /// Plaintext bytes thrown away at STARTTLS.
     discarded: usize,
+    /// checkpassword records seen, and the log lines.
+    records: Vec<Vec<u8>>,
+    log: Vec<String>,
+    /// Milliseconds waited before replies.
+    delays: Vec<u64>,
+    /// qmail-queue's environment for each queued message.
+    queue_env: Vec<Vec<(String, Option<Vec<u8>>)>>,
 }
 
 impl Transcript {
@@ -90,6 +146,10 @@ fn run_with(cfg: Config, fake: Fake, chunks: &[&[u8]], queue_exit: i32) -> Trans
             let (n, action) = s.feed(&chunk[pos..], &mut out);
             pos += n;
             body.append(&mut out.body);
+            t.log.append(&mut out.log);
+            if out.delay_ms > 0 {
+                t.delays.push(std::mem::take(&mut out.delay_ms));
+            }
             match action {
                 Action::NeedInput => {}
                 Action::OpenQueue => {
@@ -108,6 +168,7 @@ fn run_with(cfg: Config, fake: Fake, chunks: &[&[u8]], queue_exit: i32) -> Trans
                     };
                     if queue_exit == 0 {
                         t.queued.push((std::mem::take(&mut body), env));
+                        t.queue_env.push(s.queue_env());
                     }
                     s.queue_closed(outcome, NOW, &mut out);
                     open = false;
@@ -122,6 +183,14 @@ fn run_with(cfg: Config, fake: Fake, chunks: &[&[u8]], queue_exit: i32) -> Trans
                     t.discarded += chunk.len() - pos;
                     pos = chunk.len();
                     s.tls_started("TLSv1.3 TLS13_AES_256_GCM_SHA384".into());
+                }
+                Action::CheckPassword => {
+                    let c = s.take_credentials().expect("credentials");
+                    let mut record = Vec::new();
+                    c.record(&mut record);
+                    let verdict = s.lookups().check(&record);
+                    t.records.push(record);
+                    s.auth_checked(&c.user, c.mechanism, verdict, &mut out);
                 }
                 Action::Close => {
                     t.closed = true;
@@ -140,6 +209,10 @@ fn run_with(cfg: Config, fake: Fake, chunks: &[&[u8]], queue_exit: i32) -> Trans
         if open {
             t.aborted += 1;
         }
+    }
+    t.log.append(&mut out.log);
+    if out.delay_ms > 0 {
+        t.delays.push(out.delay_ms);
     }
     t.replies = String::from_utf8(out.replies).unwrap();
     t
@@ -728,4 +801,383 @@ fn force_tls_refuses_mail_in_clear() {
             .contains(&"530 5.7.0 Must issue a STARTTLS command first")
     );
     assert_eq!(*t.lines().last().unwrap(), "250 2.1.0 ok");
+}
+
+// ---- AUTH ------------------------------------------------------------------
+
+fn auth_config(vars: &[(&str, &str)]) -> Config {
+    let mut c = config();
+    let p = Policy::from_env(
+        |n| {
+            vars.iter()
+                .find(|(k, _)| *k == n)
+                .map(|(_, v)| v.as_bytes())
+        },
+        true,
+    )
+    .unwrap();
+    c.tls = p.tls;
+    c.auth = p.auth;
+    c
+}
+
+fn auth_fake() -> Fake {
+    Fake {
+        tls: true,
+        users: vec![("alice", "wonderland")],
+        ..Fake::default()
+    }
+}
+
+fn b64(s: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+fn plain(user: &str, pass: &str) -> String {
+    b64(format!("\0{user}\0{pass}").as_bytes())
+}
+
+#[test]
+fn auth_only_after_starttls_then_relays_with_esmtpsa() {
+    let cmd = format!(
+        "EHLO c\r\nAUTH PLAIN {}\r\nMAIL FROM:<alice@example.org>\r\nRCPT TO:<x@elsewhere.test>\r\nDATA\r\nhi\r\n.\r\n",
+        plain("alice", "wonderland")
+    );
+    let t = run_with(
+        auth_config(&[]),
+        auth_fake(),
+        &[
+            b"EHLO c\r\nAUTH PLAIN AGFsaWNlAHdvbmRlcmxhbmQ=\r\nSTARTTLS\r\n",
+            cmd.as_bytes(),
+        ],
+        0,
+    );
+    let l = t.lines();
+    assert!(
+        !l[1..6].iter().any(|x| x.contains("AUTH")),
+        "not in clear: {l:?}"
+    );
+    assert!(l.contains(&"250 STARTTLS"), "{l:?}");
+    assert!(
+        l.contains(&"530 5.7.0 Must issue a STARTTLS command first"),
+        "{l:?}"
+    );
+    assert!(l.contains(&"250 AUTH PLAIN LOGIN"), "{l:?}");
+    assert!(l.contains(&"235 2.7.0 Authentication successful"), "{l:?}");
+    let starttls = l.iter().filter(|x| x.ends_with("STARTTLS")).count();
+    assert_eq!(starttls, 1, "never advertised again inside TLS: {l:?}");
+    assert_eq!(t.records, [b"alice\0wonderland\0\0".to_vec()]);
+    assert_eq!(t.queued.len(), 1, "{l:?}");
+    let msg = String::from_utf8_lossy(&t.queued[0].0);
+    assert!(
+        msg.starts_with("Received: from client.example.net (HELO c) (alice@192.0.2.7)\n  by mx.example.org with ESMTPSA (TLSv1.3 TLS13_AES_256_GCM_SHA384); "),
+        "{msg}"
+    );
+    assert_eq!(t.queued[0].1, b"Falice@example.org\0Tx@elsewhere.test\0\0");
+    let env = &t.queue_env[0];
+    for k in ["SMTPAUTHUSER", "SMTP_AUTH_USER", "TCPREMOTEINFO"] {
+        assert!(
+            env.contains(&(k.into(), Some(b"alice".to_vec()))),
+            "{k}: {env:?}"
+        );
+    }
+    assert!(env.contains(&("SMTPAUTHMETHOD".into(), Some(b"PLAIN".to_vec()))));
+    assert!(
+        t.log
+            .iter()
+            .any(|l| l.contains("AUTH ok") && l.contains("user=\"alice\""))
+    );
+    assert!(!t.log.iter().any(|l| l.contains("wonderland")));
+}
+
+#[test]
+fn encryption_required_when_no_starttls_is_possible() {
+    let fake = Fake {
+        tls: false,
+        ..auth_fake()
+    };
+    let t = run_with(auth_config(&[]), fake, &[b"EHLO c\r\nAUTH LOGIN\r\n"], 0);
+    let l = t.lines();
+    assert!(!l.iter().any(|x| x.contains("AUTH ")), "{l:?}");
+    assert_eq!(
+        l.last().unwrap(),
+        &"538 5.7.11 Encryption required for requested authentication mechanism"
+    );
+    assert!(t.records.is_empty());
+}
+
+#[test]
+fn insecure_auth_switches_from_both_dialects() {
+    for vars in [&[("ALLOW_INSECURE_AUTH", "1")][..], &[("FORCETLS", "0")]] {
+        let input = format!("EHLO c\r\nAUTH PLAIN {}\r\n", plain("alice", "wonderland"));
+        let t = run_with(auth_config(vars), auth_fake(), &[input.as_bytes()], 0);
+        let l = t.lines();
+        assert!(l.contains(&"250 AUTH PLAIN LOGIN"), "{vars:?}: {l:?}");
+        assert_eq!(l.last().unwrap(), &"235 2.7.0 Authentication successful");
+    }
+    // FORCETLS=1 or anything but exactly 0 keeps AUTH under TLS.
+    let t = run_with(
+        auth_config(&[("FORCETLS", "00")]),
+        auth_fake(),
+        &[b"EHLO c\r\nAUTH PLAIN\r\n"],
+        0,
+    );
+    assert_eq!(t.codes().last(), Some(&530));
+}
+
+#[test]
+fn login_and_cram_md5_exchanges() {
+    let login = format!(
+        "EHLO c\r\nAUTH LOGIN\r\n{}\r\n{}\r\nQUIT\r\n",
+        b64(b"alice"),
+        b64(b"wonderland")
+    );
+    let vars = [("ALLOW_INSECURE_AUTH", "1"), ("ALLOW_CRAM", "1")];
+    let t = run_with(auth_config(&vars), auth_fake(), &[login.as_bytes()], 0);
+    let l = t.lines();
+    assert!(l.contains(&"250 AUTH PLAIN LOGIN CRAM-MD5"), "{l:?}");
+    assert!(l.contains(&"334 VXNlcm5hbWU6"), "{l:?}");
+    assert!(l.contains(&"334 UGFzc3dvcmQ6"), "{l:?}");
+    assert!(l.contains(&"235 2.7.0 Authentication successful"), "{l:?}");
+
+    // CRAM-MD5: the challenge comes from the edge, the digest goes to
+    // checkpassword with the challenge as the timestamp.
+    let challenge = format!("<1.{NOW}@mx.example.org>");
+    let answer = b64(format!("alice {}", hex_hmac(b"wonderland", challenge.as_bytes())).as_bytes());
+    let input = format!("EHLO c\r\nAUTH CRAM-MD5\r\n{answer}\r\n");
+    let t = run_with(auth_config(&vars), auth_fake(), &[input.as_bytes()], 0);
+    let l = t.lines();
+    assert!(
+        l.contains(&format!("334 {}", b64(challenge.as_bytes())).as_str()),
+        "{l:?}"
+    );
+    assert_eq!(l.last().unwrap(), &"235 2.7.0 Authentication successful");
+    assert!(t.records[0].ends_with(format!("\0{challenge}\0").as_bytes()));
+
+    // Challenges never repeat, even within one session.
+    let f = auth_fake();
+    assert_ne!(f.cram_challenge(), f.cram_challenge());
+}
+
+#[test]
+fn smtpauth_shapes_the_mechanisms() {
+    let cases: &[(&str, &str)] = &[
+        ("", "250 AUTH PLAIN LOGIN"),
+        ("cram", "250 AUTH CRAM-MD5"),
+        ("+cram", "250 AUTH PLAIN LOGIN CRAM-MD5"),
+        ("!+cram", "250 AUTH PLAIN LOGIN CRAM-MD5"),
+    ];
+    for (v, want) in cases {
+        let cfg = auth_config(&[("SMTPAUTH", v), ("FORCETLS", "0")]);
+        let t = run_with(cfg, auth_fake(), &[b"EHLO c\r\n"], 0);
+        assert!(t.lines().contains(want), "{v}: {:?}", t.lines());
+    }
+    let cfg = auth_config(&[("SMTPAUTH", "-"), ("FORCETLS", "0")]);
+    let t = run_with(cfg, auth_fake(), &[b"EHLO c\r\nAUTH PLAIN\r\n"], 0);
+    assert!(!t.replies.contains("AUTH P"));
+    assert_eq!(t.lines().last().unwrap(), &"503 5.5.1 AUTH not available");
+}
+
+#[test]
+fn auth_errors_and_state_rules() {
+    let vars = [("ALLOW_INSECURE_AUTH", "1")];
+    let input = format!(
+        "AUTH PLAIN {p}\r\nEHLO c\r\nAUTH PLAIN\r\n*\r\nAUTH PLAIN !!!\r\nAUTH DIGEST-MD5\r\nAUTH PLAIN a b\r\n\
+         MAIL FROM:<a@b>\r\nAUTH PLAIN {p}\r\nRSET\r\nAUTH PLAIN {p}\r\nRSET\r\nAUTH PLAIN {p}\r\n\
+         MAIL FROM:<a@b>\r\nRCPT TO:<u@elsewhere.test>\r\n",
+        p = plain("alice", "wonderland")
+    );
+    let t = run_with(auth_config(&vars), auth_fake(), &[input.as_bytes()], 0);
+    let l = t.lines();
+    let tail: Vec<&str> = l
+        .iter()
+        .copied()
+        .filter(|x| !x.starts_with("250-"))
+        .collect();
+    assert_eq!(
+        &tail[1..],
+        [
+            "503 5.5.1 EHLO first",
+            "250 AUTH PLAIN LOGIN",
+            "334 ",
+            "501 5.0.0 AUTH cancelled",
+            "501 5.5.2 Cannot decode AUTH response",
+            "504 5.5.4 Unrecognized authentication type",
+            "501 5.5.4 syntax: AUTH mechanism [initial-response]",
+            "250 2.1.0 ok",
+            "503 5.5.1 AUTH not allowed during a mail transaction",
+            "250 2.0.0 flushed",
+            "235 2.7.0 Authentication successful",
+            "250 2.0.0 flushed",
+            "503 5.5.1 already authenticated",
+            "250 2.1.0 ok",
+            "250 2.1.5 ok",
+        ]
+    );
+}
+
+#[test]
+fn failures_are_delayed_logged_and_limited() {
+    let vars = [("ALLOW_INSECURE_AUTH", "1")];
+    let input = format!(
+        "EHLO c\r\nAUTH PLAIN {}\r\nAUTH LOGIN {}\r\n{}\r\nAUTH PLAIN {}\r\nNOOP\r\n",
+        plain("alice", "guess1"),
+        b64(b"bob"),
+        b64(b"guess2"),
+        plain("alice", "guess3"),
+    );
+    let t = run_with(auth_config(&vars), auth_fake(), &[input.as_bytes()], 0);
+    let l = t.lines();
+    assert_eq!(
+        l.iter().filter(|x| x.starts_with("535 5.7.8")).count(),
+        3,
+        "{l:?}"
+    );
+    assert_eq!(
+        l.last().unwrap(),
+        &"421 4.7.0 too many authentication failures, closing connection"
+    );
+    assert!(t.closed);
+    assert_eq!(t.delays, [1000, 2000, 3000]);
+    let failed: Vec<&String> = t
+        .log
+        .iter()
+        .filter(|l| l.starts_with("AUTH failed"))
+        .collect();
+    assert_eq!(failed.len(), 3, "{:?}", t.log);
+    assert!(
+        failed[1].contains("remote=192.0.2.7 mech=LOGIN user=\"bob\""),
+        "{}",
+        failed[1]
+    );
+    assert!(
+        !t.log.iter().any(|l| l.contains("guess")),
+        "no password in the log"
+    );
+    assert!(t.unconsumed > 0, "NOOP never ran");
+}
+
+#[test]
+fn forged_records_never_reach_checkpassword() {
+    let vars = [("ALLOW_INSECURE_AUTH", "1")];
+    // The LOGIN user name `alice\0wonderland` with an empty password.
+    let input = format!(
+        "EHLO c\r\nAUTH LOGIN {}\r\nAUTH PLAIN {}\r\n",
+        b64(b"alice\0wonderland"),
+        b64(format!("\0alice\0{}", "x".repeat(600)).as_bytes())
+    );
+    let fake = Fake {
+        verdict: Some(AuthResult::Accepted),
+        ..auth_fake()
+    };
+    let t = run_with(auth_config(&vars), fake, &[input.as_bytes()], 0);
+    assert!(t.records.is_empty(), "{:?}", t.records);
+    assert_eq!(t.codes()[2..], [535, 535], "{:?}", t.lines());
+    assert!(
+        t.log[0].contains("user=\"alice\\x00wonderland\""),
+        "{:?}",
+        t.log
+    );
+}
+
+#[test]
+fn required_auth_and_forced_sender() {
+    let t = run_with(
+        auth_config(&[("REQUIRE_AUTH", "1"), ("ALLOW_INSECURE_AUTH", "1")]),
+        auth_fake(),
+        &[b"EHLO c\r\nMAIL FROM:<a@b>\r\n"],
+        0,
+    );
+    assert_eq!(
+        t.lines().last().unwrap(),
+        &"530 5.7.0 Authentication required"
+    );
+    let input = format!(
+        "EHLO c\r\nAUTH PLAIN {}\r\nMAIL FROM:<bob@example.org>\r\nMAIL FROM:<Alice>\r\n",
+        plain("alice", "wonderland")
+    );
+    let t = run_with(
+        auth_config(&[
+            ("SMTPAUTH", "!"),
+            ("FORCETLS", "0"),
+            ("FORCEAUTHMAILFROM", "1"),
+        ]),
+        auth_fake(),
+        &[input.as_bytes()],
+        0,
+    );
+    let l = t.lines();
+    assert_eq!(
+        l[l.len() - 2..],
+        [
+            "553 5.7.1 sorry, the envelope sender must be the authenticated user",
+            "250 2.1.0 ok"
+        ]
+    );
+}
+
+#[test]
+fn temporary_failure_is_454_and_not_counted() {
+    let vars = [("ALLOW_INSECURE_AUTH", "1")];
+    let p = plain("alice", "wonderland");
+    let input = format!(
+        "EHLO c\r\nAUTH PLAIN {p}\r\nAUTH PLAIN {p}\r\nAUTH PLAIN {p}\r\nAUTH PLAIN {p}\r\n"
+    );
+    let fake = Fake {
+        verdict: Some(AuthResult::TempFail),
+        ..auth_fake()
+    };
+    let t = run_with(auth_config(&vars), fake, &[input.as_bytes()], 0);
+    assert_eq!(t.codes()[2..], [454, 454, 454, 454]);
+    assert!(!t.closed);
+}
+
+#[test]
+fn starttls_forgets_auth_and_auth_set_applies() {
+    let mut cfg = auth_config(&[("ALLOW_INSECURE_AUTH", "1")]);
+    cfg.databytes = 10;
+    cfg.auth_env = vec![
+        ("DATABYTES".into(), Some(b"0".to_vec())),
+        ("QMAILQUEUE".into(), None),
+    ];
+    let auth = format!("EHLO c\r\nAUTH PLAIN {}\r\n", plain("alice", "wonderland"));
+    let t = run_with(
+        cfg.clone(),
+        auth_fake(),
+        &[
+            auth.as_bytes(),
+            b"MAIL FROM:<a@b> SIZE=100\r\nRCPT TO:<x@elsewhere.test>\r\nDATA\r\n01234567890123456789\r\n.\r\n",
+        ],
+        0,
+    );
+    assert_eq!(t.queued.len(), 1, "{:?}", t.lines());
+    assert!(t.queue_env[0].contains(&("QMAILQUEUE".into(), None)));
+    assert!(t.queue_env[0].contains(&("DATABYTES".into(), Some(b"0".to_vec()))));
+
+    let t = run_with(
+        cfg,
+        auth_fake(),
+        &[
+            auth.as_bytes(),
+            b"STARTTLS\r\n",
+            b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<x@elsewhere.test>\r\n",
+        ],
+        0,
+    );
+    assert_eq!(
+        t.lines().last().unwrap(),
+        &"553 5.7.1 sorry, that domain isn't in my list of allowed rcpthosts",
+        "AUTH given in clear is forgotten after STARTTLS"
+    );
+}
+
+#[test]
+fn no_backend_means_no_auth() {
+    let mut c = config();
+    c.auth = AuthPolicy::OFF;
+    let t = run_with(c, auth_fake(), &[b"EHLO c\r\nAUTH PLAIN\r\n"], 0);
+    assert!(!t.replies.contains("AUTH P"));
+    assert_eq!(t.lines().last().unwrap(), &"503 5.5.1 AUTH not available");
+    let _ = Mechanism::Plain;
 }

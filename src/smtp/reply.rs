@@ -85,6 +85,38 @@ pub const TLS_ALREADY_ACTIVE: Reply = Reply::new(503, "5.5.1", "TLS already acti
 pub const TLS_NOT_OFFERED: Reply = Reply::new(502, "5.5.1", "STARTTLS not offered to this client");
 pub const MUST_STARTTLS: Reply = Reply::new(530, "5.7.0", "Must issue a STARTTLS command first");
 
+// ---- AUTH (RFC 4954) -------------------------------------------------------
+
+pub const AUTH_OK: Reply = Reply::new(235, "2.7.0", "Authentication successful");
+pub const AUTH_FAILED: Reply = Reply::new(535, "5.7.8", "Authentication credentials invalid");
+pub const AUTH_TEMP_FAIL: Reply = Reply::new(454, "4.7.0", "Temporary authentication failure");
+pub const AUTH_REQUIRED: Reply = Reply::new(530, "5.7.0", "Authentication required");
+pub const ENCRYPTION_REQUIRED: Reply = Reply::new(
+    538,
+    "5.7.11",
+    "Encryption required for requested authentication mechanism",
+);
+pub const AUTH_ALREADY: Reply = Reply::new(503, "5.5.1", "already authenticated");
+pub const AUTH_IN_TRANSACTION: Reply =
+    Reply::new(503, "5.5.1", "AUTH not allowed during a mail transaction");
+pub const EHLO_FIRST: Reply = Reply::new(503, "5.5.1", "EHLO first");
+pub const AUTH_SYNTAX: Reply =
+    Reply::new(501, "5.5.4", "syntax: AUTH mechanism [initial-response]");
+pub const AUTH_UNKNOWN_MECHANISM: Reply =
+    Reply::new(504, "5.5.4", "Unrecognized authentication type");
+pub const AUTH_CANCELLED: Reply = Reply::new(501, "5.0.0", "AUTH cancelled");
+pub const AUTH_MALFORMED: Reply = Reply::new(501, "5.5.2", "Cannot decode AUTH response");
+pub const TOO_MANY_AUTH_FAILURES: Reply = Reply::new(
+    421,
+    "4.7.0",
+    "too many authentication failures, closing connection",
+);
+pub const SENDER_NOT_USER: Reply = Reply::new(
+    553,
+    "5.7.1",
+    "sorry, the envelope sender must be the authenticated user",
+);
+
 // ---- generic command replies -------------------------------------------
 
 pub const OK: Reply = Reply::new(250, "2.0.0", "ok");

@@ -17,13 +17,18 @@ use super::command::{self, Command, MAX_COMMAND_LINE};
 use super::data::{DataError, DataScanner, MAX_HOPS, Scan};
 use super::received::{ReceivedInfo, received};
 use super::reply::{self, Reply, render_line};
-use crate::policy::{Link, TlsPolicy};
+use crate::auth::{self, Credentials, Exchange, Failure, Mechanism, Step};
+use crate::policy::{AuthPolicy, Link, LinkState, Policy, TlsPolicy};
 
 /// Default number of protocol errors (500, 501, 502, 503, 555) before the
 /// session is ended with 421.
 pub const DEFAULT_MAX_ERRORS: u32 = 20;
 /// Recipients per message (RFC 5321 §4.5.3.1.8 asks for at least 100).
 pub const DEFAULT_MAX_RCPTS: usize = 1000;
+/// AUTH failures before the session is ended with 421.
+pub const DEFAULT_MAX_AUTH_FAILURES: u32 = 3;
+/// The n-th AUTH failure is answered after n times this many milliseconds.
+pub const DEFAULT_AUTH_FAILURE_DELAY_MS: u64 = 1000;
 
 /// A look-up could not be answered (a control file exists but is unreadable).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +45,8 @@ pub trait Lookups {
     /// would be advertised or is requested, so the edge can load the
     /// certificate lazily, once.
     fn tls_available(&self) -> bool;
+    /// A fresh CRAM-MD5 challenge, `<unique@hostname>`, never repeated.
+    fn cram_challenge(&self) -> Vec<u8>;
 }
 
 /// A set of names matched case-insensitively (rcpthosts, badmailfrom).
@@ -96,6 +103,13 @@ pub struct Config {
     pub max_rcpts: usize,
     /// What the TLS switches (SSL, SMTPS, DENY_TLS, FORCE_TLS…) decided.
     pub tls: TlsPolicy,
+    /// What the AUTH switches (SMTPAUTH, REQUIRE_AUTH…) decided.
+    pub auth: AuthPolicy,
+    pub max_auth_failures: u32,
+    pub auth_failure_delay_ms: u64,
+    /// `AUTH_SET_<VAR>` / `AUTH_UNSET_<VAR>`: applied after a successful
+    /// AUTH (value `None` unsets).
+    pub auth_env: Vec<(String, Option<Vec<u8>>)>,
 }
 
 impl Config {
@@ -119,6 +133,10 @@ impl Config {
                 starttls: true,
                 force_tls: false,
             },
+            auth: AuthPolicy::OFF,
+            max_auth_failures: DEFAULT_MAX_AUTH_FAILURES,
+            auth_failure_delay_ms: DEFAULT_AUTH_FAILURE_DELAY_MS,
+            auth_env: Vec::new(),
         }
     }
 }
@@ -130,6 +148,10 @@ pub struct Output {
     pub replies: Vec<u8>,
     /// Message bytes (LF line endings) for qmail-queue's fd 0.
     pub body: Vec<u8>,
+    /// Lines for the log (stderr). Client text in them is escaped.
+    pub log: Vec<String>,
+    /// Wait this long before sending the replies (AUTH failures).
+    pub delay_ms: u64,
 }
 
 /// What the edge must do after a call.
@@ -149,8 +171,21 @@ pub enum Action {
     AbortQueue,
     /// The client asked for STARTTLS and got 220: hand the link to TLS.
     StartTls,
+    /// Run checkpassword on [`Session::take_credentials`], then call
+    /// [`Session::auth_checked`].
+    CheckPassword,
     /// Flush replies and end the connection (abort qmail-queue if open).
     Close,
+}
+
+/// What checkpassword said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthResult {
+    Accepted,
+    /// Wrong credentials (exit 1 or 2), or a login as root.
+    Rejected,
+    /// Exit 111, a crash or a timeout: `454`.
+    TempFail,
 }
 
 /// How qmail-queue ended.
@@ -237,6 +272,15 @@ pub struct Session<L> {
     tls: Option<String>,
     /// Messages accepted by qmail-queue in this session.
     pub accepted: u32,
+    /// The authenticated user and mechanism.
+    auth_user: Option<(Vec<u8>, Mechanism)>,
+    auth_failures: u32,
+    /// An AUTH exchange waiting for the client's next line.
+    exchange: Option<Exchange>,
+    /// The mechanism of the exchange under way (for the log).
+    auth_mech_started: Option<Mechanism>,
+    /// Credentials waiting for the edge's checkpassword.
+    credentials: Option<Credentials>,
 }
 
 impl<L: Lookups> Session<L> {
@@ -254,6 +298,11 @@ impl<L: Lookups> Session<L> {
             queue_pid: 0,
             tls: None,
             accepted: 0,
+            auth_user: None,
+            auth_failures: 0,
+            exchange: None,
+            auth_mech_started: None,
+            credentials: None,
         }
     }
 
@@ -345,6 +394,29 @@ impl<L: Lookups> Session<L> {
         self.txn = Transaction::default();
         self.partial.clear();
         self.overlong = false;
+        self.auth_user = None;
+        self.exchange = None;
+        self.credentials = None;
+    }
+
+    /// The authenticated user, if any.
+    pub fn auth_user(&self) -> Option<&[u8]> {
+        self.auth_user.as_ref().map(|(u, _)| u.as_slice())
+    }
+
+    fn policy(&self) -> Policy {
+        Policy {
+            tls: self.cfg.tls,
+            auth: self.cfg.auth,
+        }
+    }
+
+    fn link_state(&self) -> LinkState {
+        LinkState {
+            secure: self.secure(),
+            starttls: self.offers_starttls(),
+            authenticated: self.auth_user.is_some(),
+        }
     }
 
     fn offers_starttls(&self) -> bool {
@@ -389,13 +461,16 @@ impl<L: Lookups> Session<L> {
         let info = ReceivedInfo {
             remote_host: &self.cfg.remote_host,
             helo: self.helo.as_deref(),
-            remote_info: self.cfg.remote_info.as_deref(),
+            remote_info: self.auth_user().or(self.cfg.remote_info.as_deref()),
             remote_ip: &self.cfg.remote_ip,
             local: &self.cfg.local_host,
-            protocol: match (self.esmtp, self.secure()) {
-                (false, _) => "SMTP",
-                (true, false) => "ESMTP",
-                (true, true) => "ESMTPS",
+            // RFC 3848.
+            protocol: match (self.esmtp, self.secure(), self.auth_user.is_some()) {
+                (false, _, _) => "SMTP",
+                (true, false, false) => "ESMTP",
+                (true, true, false) => "ESMTPS",
+                (true, false, true) => "ESMTPA",
+                (true, true, true) => "ESMTPSA",
             },
             tls: self.tls.as_deref(),
         };
@@ -476,6 +551,11 @@ impl<L: Lookups> Session<L> {
     }
 
     fn line(&mut self, line: &[u8], out: &mut Output) -> Action {
+        if let Some(exchange) = self.exchange.take() {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let step = auth::respond(exchange, line);
+            return self.auth_step(step, out);
+        }
         let cmd = match command::parse(line) {
             Ok(c) => c,
             Err(r) => return self.error(r, out),
@@ -516,7 +596,7 @@ impl<L: Lookups> Session<L> {
             }
             Command::StartTls => self.starttls(out),
             Command::Unknown => self.error(reply::UNIMPLEMENTED, out),
-            Command::Auth(_) => self.error(reply::AUTH_NOT_AVAILABLE, out),
+            Command::Auth(arg) => self.auth(arg, out),
         }
     }
 
@@ -532,6 +612,145 @@ impl<L: Lookups> Session<L> {
         }
         reply::STARTTLS_READY.render(&mut out.replies);
         Action::StartTls
+    }
+
+    /// `AUTH mechanism [initial-response]`.
+    fn auth(&mut self, arg: &[u8], out: &mut Output) -> Action {
+        let mechs = match self.policy().auth(self.link_state()) {
+            Ok(m) => m,
+            Err(r) => return self.error(r, out),
+        };
+        if self.helo.is_none() || !self.esmtp {
+            return self.error(reply::EHLO_FIRST, out);
+        }
+        if self.txn.sender.is_some() {
+            return self.error(reply::AUTH_IN_TRANSACTION, out);
+        }
+        let mut words = arg.split(|&b| b == b' ').filter(|w| !w.is_empty());
+        let (Some(name), initial, None) = (words.next(), words.next(), words.next()) else {
+            return self.error(reply::AUTH_SYNTAX, out);
+        };
+        let Some(mech) = Mechanism::parse(name).filter(|m| mechs.contains(m)) else {
+            return self.error(reply::AUTH_UNKNOWN_MECHANISM, out);
+        };
+        let step = auth::start(mech, initial, || self.lookups.cram_challenge());
+        self.auth_mech_started = Some(mech);
+        self.auth_step(step, out)
+    }
+
+    fn auth_step(&mut self, step: Step, out: &mut Output) -> Action {
+        match step {
+            Step::Challenge(c, exchange) => {
+                let text = auth::encode(&c);
+                render_line(&mut out.replies, 334, false, None, text.as_bytes());
+                self.exchange = Some(exchange);
+                Action::NeedInput
+            }
+            Step::Done(creds) => {
+                self.credentials = Some(creds);
+                Action::CheckPassword
+            }
+            Step::Failed(Failure::Cancelled) => self.error(reply::AUTH_CANCELLED, out),
+            Step::Failed(Failure::Malformed) => self.error(reply::AUTH_MALFORMED, out),
+            Step::Failed(Failure::Invalid { user }) => {
+                let mech = self.auth_mech_started.map_or("?", Mechanism::name);
+                self.auth_failure(&user, mech, "invalid", out)
+            }
+        }
+    }
+
+    /// The credentials for the edge to check after [`Action::CheckPassword`].
+    pub fn take_credentials(&mut self) -> Option<Credentials> {
+        self.credentials.take()
+    }
+
+    /// checkpassword's verdict on the credentials taken.
+    pub fn auth_checked(
+        &mut self,
+        user: &[u8],
+        mechanism: Mechanism,
+        result: AuthResult,
+        out: &mut Output,
+    ) -> Action {
+        match result {
+            AuthResult::Accepted => {
+                reply::AUTH_OK.render(&mut out.replies);
+                out.log.push(format!(
+                    "AUTH ok: remote={} mech={} user=\"{}\"",
+                    printable(&self.cfg.remote_ip),
+                    mechanism.name(),
+                    printable(user)
+                ));
+                self.auth_user = Some((user.to_vec(), mechanism));
+                for (name, value) in &self.cfg.auth_env {
+                    match name.as_str() {
+                        "DATABYTES" => {
+                            self.cfg.databytes = value
+                                .as_deref()
+                                .and_then(|v| std::str::from_utf8(v).ok())
+                                .and_then(|v| v.trim().parse().ok())
+                                .unwrap_or(0);
+                        }
+                        "RELAYCLIENT" => self.cfg.relayclient = value.clone(),
+                        _ => {}
+                    }
+                }
+                Action::NeedInput
+            }
+            AuthResult::Rejected => self.auth_failure(user, mechanism.name(), "rejected", out),
+            AuthResult::TempFail => {
+                out.log.push(format!(
+                    "AUTH temporary failure: remote={} mech={} user=\"{}\"",
+                    printable(&self.cfg.remote_ip),
+                    mechanism.name(),
+                    printable(user)
+                ));
+                self.reply(reply::AUTH_TEMP_FAIL, out)
+            }
+        }
+    }
+
+    /// Count a failed AUTH: a growing delay, a log line fail2ban can match,
+    /// and the end of the session after too many.
+    fn auth_failure(&mut self, user: &[u8], mech: &str, why: &str, out: &mut Output) -> Action {
+        self.auth_failures += 1;
+        out.log.push(format!(
+            "AUTH failed: remote={} mech={mech} user=\"{}\" reason={why} failures={}",
+            printable(&self.cfg.remote_ip),
+            printable(user),
+            self.auth_failures
+        ));
+        out.delay_ms = self
+            .cfg
+            .auth_failure_delay_ms
+            .saturating_mul(u64::from(self.auth_failures));
+        reply::AUTH_FAILED.render(&mut out.replies);
+        if self.auth_failures >= self.cfg.max_auth_failures {
+            reply::TOO_MANY_AUTH_FAILURES.render(&mut out.replies);
+            self.phase = Phase::Closed;
+            return Action::Close;
+        }
+        Action::NeedInput
+    }
+
+    /// What qmail-queue's environment gets after AUTH: the user for queue
+    /// filters, and the `AUTH_SET_`/`AUTH_UNSET_` variables (`None`
+    /// unsets).
+    pub fn queue_env(&self) -> Vec<(String, Option<Vec<u8>>)> {
+        let Some((user, mech)) = &self.auth_user else {
+            return Vec::new();
+        };
+        let mut env: Vec<(String, Option<Vec<u8>>)> =
+            ["SMTPAUTHUSER", "SMTP_AUTH_USER", "TCPREMOTEINFO"]
+                .into_iter()
+                .map(|k| (k.to_string(), Some(user.clone())))
+                .collect();
+        env.push((
+            "SMTPAUTHMETHOD".into(),
+            Some(mech.name().as_bytes().to_vec()),
+        ));
+        env.extend(self.cfg.auth_env.iter().cloned());
+        env
     }
 
     fn reply(&mut self, r: Reply, out: &mut Output) -> Action {
@@ -551,6 +770,16 @@ impl<L: Lookups> Session<L> {
         if self.offers_starttls() {
             keywords.push(b"STARTTLS");
         }
+        let auth = match self.policy().auth(self.link_state()) {
+            Ok(mechs) => {
+                let names: Vec<&str> = mechs.iter().map(|m| m.name()).collect();
+                format!("AUTH {}", names.join(" "))
+            }
+            Err(_) => String::new(),
+        };
+        if !auth.is_empty() {
+            keywords.push(auth.as_bytes());
+        }
         render_line(&mut out.replies, 250, true, None, &self.cfg.greeting);
         for (i, k) in keywords.iter().enumerate() {
             render_line(&mut out.replies, 250, i + 1 < keywords.len(), None, k);
@@ -561,8 +790,12 @@ impl<L: Lookups> Session<L> {
         if self.txn.sender.is_some() {
             return self.error(reply::NESTED_MAIL, out);
         }
-        if self.cfg.tls.force_tls && !self.secure() {
-            return self.reply(reply::MUST_STARTTLS, out);
+        let policy = self.policy();
+        if let Err(r) = policy.mail(self.link_state()) {
+            return self.reply(r, out);
+        }
+        if let Err(r) = policy.sender(self.auth_user(), &addr) {
+            return self.reply(r, out);
         }
         if let Some(size) = size {
             if self.cfg.databytes > 0 && size > self.cfg.databytes {
@@ -606,6 +839,8 @@ impl<L: Lookups> Session<L> {
         self.rewrite_local_literal(&mut addr);
         if let Some(rc) = &self.cfg.relayclient {
             addr.extend_from_slice(rc);
+        } else if self.auth_user.is_some() {
+            // An authenticated client may relay (RFC 4954 §6).
         } else {
             match self.rcpt_allowed(&addr) {
                 Ok(None) => {}
@@ -696,6 +931,23 @@ impl<L: Lookups> Session<L> {
         self.phase = Phase::OpeningQueue;
         Action::OpenQueue
     }
+}
+
+/// Client text for a log line: printable ASCII kept, anything else (and
+/// `"`, `\\`) as `\xNN`, at most 100 bytes.
+pub fn printable(s: &[u8]) -> String {
+    let mut out = String::new();
+    for &b in s.iter().take(100) {
+        if (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    if s.len() > 100 {
+        out.push_str("...");
+    }
+    out
 }
 
 /// `[a.b.c.d]` → the four octets (qmail's `ip_scanbracket`).

@@ -28,6 +28,20 @@ pub fn fake_queue() -> PathBuf {
     p
 }
 
+pub fn fake_checkpassword() -> PathBuf {
+    let p = bin()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join("fake-checkpassword");
+    assert!(
+        p.exists(),
+        "{} missing: cargo test builds examples",
+        p.display()
+    );
+    p
+}
+
 pub fn need(tool: &str) {
     let ok = Command::new("sh")
         .args(["-c", &format!("command -v {tool}")])
@@ -62,8 +76,10 @@ pub struct Setup<'a> {
     rules: Option<&'a str>,
     /// Make control/servercert.pem (a fresh self-signed RSA certificate).
     cert: bool,
-    /// Wrap the queue so each run's TLS_* environment is recorded.
+    /// Wrap the queue so each run's TLS_* and AUTH environment is recorded.
     record_env: bool,
+    /// Arguments after the program name (checkpassword and subprogram).
+    args: Vec<String>,
 }
 
 impl<'a> Setup<'a> {
@@ -78,7 +94,22 @@ impl<'a> Setup<'a> {
             rules: None,
             cert: false,
             record_env: false,
+            args: vec![],
         }
+    }
+    /// Arguments for qmail-smtpd, e.g. a hostname, checkpassword and
+    /// subprogram.
+    pub fn args(mut self, args: &[&str]) -> Self {
+        self.args = args.iter().map(|a| a.to_string()).collect();
+        self
+    }
+    /// AUTH through fake-checkpassword (users alice:wonderland and
+    /// bob:secret), in the sagredo invocation form; failures not delayed.
+    pub fn auth(self) -> Self {
+        let cp = fake_checkpassword();
+        self.args(&[cp.to_str().unwrap(), "/bin/true"])
+            .env("FAKECP_USERS", "alice:wonderland,bob:secret")
+            .env("AUTH_FAILURE_DELAY", "0")
     }
     pub fn cert(mut self) -> Self {
         self.cert = true;
@@ -121,7 +152,7 @@ impl<'a> Setup<'a> {
             std::fs::write(
                 &wrapper,
                 format!(
-                    "#!/bin/sh\nenv | grep '^TLS_' >> \"$FAKEQ_DIR/tls-env\"\nexec {}\n",
+                    "#!/bin/sh\nenv | grep -E '^(TLS_|SMTPAUTH|SMTP_AUTH_USER|TCPREMOTEINFO)' | sort >> \"$FAKEQ_DIR/tls-env\"\nexec {}\n",
                     queue.display()
                 ),
             )
@@ -148,6 +179,7 @@ impl<'a> Setup<'a> {
         }
         cmd.args(["127.0.0.1", &port.to_string()])
             .arg(bin())
+            .args(&self.args)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("QMAILHOME", &dir)

@@ -1,0 +1,286 @@
+//! Edge: the command line's AUTH back-end, and running it.
+//!
+//! Both invocation forms in use are accepted, so run scripts need no edit:
+//!
+//! - `qmail-smtpd checkpassword subprogram [args…]` (sagredo, Hoffmann);
+//! - `qmail-smtpd hostname checkpassword subprogram [args…]` (jms1,
+//!   Dabrowski): the hostname goes into CRAM-MD5 challenges.
+//!
+//! The first argument is the checkpassword program when it contains a `/`
+//! or names a program on `PATH`; otherwise, with at least two more
+//! arguments, it is the hostname.
+//!
+//! checkpassword (cr.yp.to/checkpwd/interface.html) gets
+//! `user\0secret\0timestamp\0` on fd 3, a pipe. Its stdin and stdout are
+//! `/dev/null`, never the client connection, so nothing it prints can reach
+//! the client. To refuse logins that end up as root, checkpassword runs
+//! this binary as its subprogram (`--checkpassword-child`), which reports
+//! the uid it was given on fd 4 and then execs the real subprogram.
+
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::fcntl::OFlag;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+
+use crate::auth::{Credentials, wipe};
+use crate::smtp::session::AuthResult;
+
+/// The argument that makes this binary the uid-reporting wrapper.
+pub const CHILD_FLAG: &str = "--checkpassword-child";
+
+/// The checkpassword program and what it runs on success.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backend {
+    pub program: PathBuf,
+    /// The subprogram and its arguments.
+    pub subprogram: Vec<OsString>,
+}
+
+/// What the command line says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Invocation {
+    /// jms1 form: the name for CRAM-MD5 challenges.
+    pub hostname: Option<Vec<u8>>,
+    pub backend: Option<Backend>,
+}
+
+/// Is `name` a program: a path, or found on `PATH`?
+pub fn on_path(name: &OsStr) -> bool {
+    if name.as_bytes().contains(&b'/') {
+        return true;
+    }
+    std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| {
+            let p = dir.join(name);
+            nix::unistd::access(&p, nix::unistd::AccessFlags::X_OK).is_ok() && p.is_file()
+        })
+    })
+}
+
+/// Read the arguments after the program name.
+pub fn parse_invocation(
+    args: &[OsString],
+    is_program: impl Fn(&OsStr) -> bool,
+) -> Result<Invocation, String> {
+    let Some(first) = args.first() else {
+        return Ok(Invocation::default());
+    };
+    let (hostname, rest) = if is_program(first) {
+        (None, args)
+    } else if args.len() >= 3 {
+        (Some(first.as_bytes().to_vec()), &args[1..])
+    } else {
+        return Err(format!(
+            "{} is not a program, nor a hostname followed by checkpassword and subprogram: AUTH is off",
+            Path::new(first).display()
+        ));
+    };
+    match rest {
+        [program, sub @ ..] if !sub.is_empty() => Ok(Invocation {
+            hostname,
+            backend: Some(Backend {
+                program: PathBuf::from(program),
+                subprogram: sub.to_vec(),
+            }),
+        }),
+        _ => Err(format!(
+            "checkpassword {} given without a subprogram to run (e.g. /bin/true): AUTH is off",
+            Path::new(&rest[0]).display()
+        )),
+    }
+}
+
+/// The wrapper mode: report our uid on fd 4, then become the subprogram.
+/// Returns only if exec failed.
+#[allow(unsafe_code)]
+pub fn child_main(subprogram: &[OsString]) -> i32 {
+    // SAFETY: fd 4 was set up by our parent as the write end of the uid
+    // pipe; fcntl confirms it is open before we take ownership, and nothing
+    // else in this process uses it.
+    let report = nix::fcntl::fcntl(
+        unsafe { std::os::fd::BorrowedFd::borrow_raw(4) },
+        nix::fcntl::FcntlArg::F_GETFD,
+    )
+    .ok()
+    .map(|_| unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(4) });
+    if let Some(fd) = report {
+        let mut f = File::from(fd);
+        let _ = writeln!(f, "uid {}", nix::unistd::getuid());
+        // Dropped here: closed before the exec.
+    }
+    let Some((prog, args)) = subprogram.split_first() else {
+        return 2;
+    };
+    let e = Command::new(prog).args(args).exec();
+    eprintln!(
+        "qmail-smtpd: unable to run checkpassword subprogram {}: {e}",
+        Path::new(prog).display()
+    );
+    111
+}
+
+/// Run checkpassword on `creds`, at most `timeout`.
+pub fn check(backend: &Backend, creds: &Credentials, timeout: Duration) -> (AuthResult, String) {
+    match run(backend, creds, timeout) {
+        Ok(r) => r,
+        Err(e) => (
+            AuthResult::TempFail,
+            format!("cannot run {}: {e}", backend.program.display()),
+        ),
+    }
+}
+
+#[allow(unsafe_code)]
+fn run(
+    backend: &Backend,
+    creds: &Credentials,
+    timeout: Duration,
+) -> std::io::Result<(AuthResult, String)> {
+    let (cred_read, cred_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+    let (uid_read, uid_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+    let me = std::env::current_exe()?;
+    let mut cmd = Command::new(&backend.program);
+    cmd.arg(&me)
+        .arg(CHILD_FLAG)
+        .args(&backend.subprogram)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .process_group(0);
+    let (cr, uw) = (cred_read.as_raw_fd(), uid_write.as_raw_fd());
+    // SAFETY: between fork and exec only async-signal-safe calls are made
+    // (fcntl, dup2, close), on fds that stay open in the parent until
+    // spawn returns.
+    unsafe {
+        cmd.pre_exec(move || {
+            use nix::libc::{F_DUPFD, close, dup2, fcntl};
+            // The pipes may themselves be fds 3 and 4: move both out of the
+            // way first. dup2 clears FD_CLOEXEC on the copies it makes.
+            let high = [fcntl(cr, F_DUPFD, 10), fcntl(uw, F_DUPFD, 10)];
+            for (from, to) in high.into_iter().zip([3, 4]) {
+                if from < 0 || dup2(from, to) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                close(from);
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn()?;
+    drop(cred_read);
+    drop(uid_write);
+    let deadline = Instant::now() + timeout;
+
+    let mut record = Vec::with_capacity(crate::auth::MAX_RECORD);
+    creds.record(&mut record);
+    let mut w = File::from(cred_write);
+    // At most 512 bytes: fits in a pipe buffer, never blocks.
+    let _ = w.write_all(&record);
+    drop(w);
+    wipe(&mut record);
+
+    // The uid report ends when the wrapper execs, or checkpassword exits.
+    let mut report = Vec::new();
+    let mut r = File::from(uid_read);
+    let mut timed_out = false;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
+        if left.is_zero() {
+            timed_out = true;
+            break;
+        }
+        let mut fds = [PollFd::new(std::os::fd::AsFd::as_fd(&r), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::from(ms)) {
+            Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+            Ok(_) => {}
+        }
+        let mut buf = [0u8; 64];
+        match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) if report.len() < 64 => report.extend_from_slice(&buf[..n]),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let pid = Pid::from_raw(i32::try_from(child.id()).unwrap_or(0));
+    let status = loop {
+        if timed_out || Instant::now() >= deadline {
+            let _ = killpg(pid, Signal::SIGKILL);
+            let _ = child.wait();
+            return Ok((
+                AuthResult::TempFail,
+                format!("timed out after {}s: killed", timeout.as_secs()),
+            ));
+        }
+        if let Some(st) = child.try_wait()? {
+            break st;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    let reported_uid = std::str::from_utf8(&report)
+        .ok()
+        .and_then(|s| s.strip_prefix("uid "))
+        .and_then(|s| s.trim().parse::<u32>().ok());
+    Ok(match (status.code(), status.signal()) {
+        (Some(0), _) => match reported_uid {
+            Some(0) => (AuthResult::Rejected, "login as uid 0 refused".into()),
+            Some(_) => (AuthResult::Accepted, String::new()),
+            None => (
+                AuthResult::Accepted,
+                "checkpassword did not run the subprogram wrapper: uid unknown".into(),
+            ),
+        },
+        (Some(1 | 2), _) => (AuthResult::Rejected, String::new()),
+        (Some(111), _) => (AuthResult::TempFail, "temporary failure (exit 111)".into()),
+        (Some(c), _) => (AuthResult::Rejected, format!("exit {c}")),
+        (None, Some(sig)) => (AuthResult::TempFail, format!("killed by signal {sig}")),
+        (None, None) => (AuthResult::TempFail, "unknown exit".into()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<OsString> {
+        a.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn both_invocation_forms() {
+        let known = |p: &OsStr| p.as_bytes().contains(&b'/') || p == "checkpassword";
+        let inv = |a: &[&str]| parse_invocation(&args(a), known);
+        assert_eq!(inv(&[]), Ok(Invocation::default()));
+        let sagredo = inv(&["/bin/checkpassword", "/bin/true"]).unwrap();
+        assert_eq!(sagredo.hostname, None);
+        let b = sagredo.backend.unwrap();
+        assert_eq!(b.program, PathBuf::from("/bin/checkpassword"));
+        assert_eq!(b.subprogram, args(&["/bin/true"]));
+        let jms1 = inv(&["mx.example.org", "/bin/checkpassword", "/bin/true"]).unwrap();
+        assert_eq!(jms1.hostname.as_deref(), Some(&b"mx.example.org"[..]));
+        assert_eq!(jms1.backend.unwrap().subprogram, args(&["/bin/true"]));
+        let with_args = inv(&["/bin/vchkpw", "/usr/bin/prog", "-x"]).unwrap();
+        assert_eq!(with_args.hostname, None);
+        assert_eq!(
+            with_args.backend.unwrap().subprogram,
+            args(&["/usr/bin/prog", "-x"])
+        );
+        let bare = inv(&["checkpassword", "true", "x"]).unwrap();
+        assert_eq!(bare.hostname, None);
+        assert!(inv(&["/bin/checkpassword"]).is_err());
+        assert!(inv(&["mx.example.org", "/bin/checkpassword"]).is_err());
+    }
+}
