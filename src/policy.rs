@@ -363,6 +363,135 @@ impl Policy {
     }
 }
 
+/// The man page's list of switches, from [`SWITCHES`] (roff; checked by
+/// `tests/manpage.rs`, so the page cannot drift from the code).
+pub fn man_switches() -> String {
+    let mut out = String::new();
+    for (name, dialect, meaning) in SWITCHES {
+        out.push_str(&format!(
+            ".TP\n.B {}\n[{}] {}\n",
+            roff_escape(name),
+            dialect.name(),
+            roff_escape(meaning)
+        ));
+    }
+    out
+}
+
+/// The man page's policy matrix, computed by the engine itself: for each
+/// setting, what EHLO advertises, what AUTH gets and whether MAIL is
+/// accepted before AUTH, on each kind of link.
+pub fn man_matrix() -> String {
+    let settings: &[(&str, &[(&str, &str)], bool)] = &[
+        ("checkpassword given, no switches (the default)", &[], true),
+        ("no checkpassword argument", &[], false),
+        ("SMTPAUTH=-", &[("SMTPAUTH", "-")], true),
+        (
+            "ALLOW_INSECURE_AUTH=1 or FORCETLS=0",
+            &[("ALLOW_INSECURE_AUTH", "1")],
+            true,
+        ),
+        ("ALLOW_CRAM=1", &[("ALLOW_CRAM", "1")], true),
+        ("SMTPAUTH=cram", &[("SMTPAUTH", "cram")], true),
+        ("SMTPAUTH=+cram", &[("SMTPAUTH", "+cram")], true),
+        (
+            "REQUIRE_AUTH=1 or SMTPAUTH=!",
+            &[("REQUIRE_AUTH", "1")],
+            true,
+        ),
+        ("FORCE_TLS=1", &[("FORCE_TLS", "1")], true),
+        (
+            "FORCE_TLS=1 and REQUIRE_AUTH=1 (submission)",
+            &[("FORCE_TLS", "1"), ("REQUIRE_AUTH", "1")],
+            true,
+        ),
+    ];
+    let links: &[(&str, LinkState)] = &[
+        (
+            "unencrypted, STARTTLS offered",
+            LinkState {
+                secure: false,
+                starttls: true,
+                authenticated: false,
+            },
+        ),
+        (
+            "unencrypted, no STARTTLS (DENY_TLS, DISABLETLS or no usable certificate)",
+            LinkState {
+                secure: false,
+                starttls: false,
+                authenticated: false,
+            },
+        ),
+        (
+            "encrypted (after STARTTLS, SMTPS or SSL)",
+            LinkState {
+                secure: true,
+                starttls: false,
+                authenticated: false,
+            },
+        ),
+    ];
+    let mut out = String::new();
+    for (title, vars, backend) in settings {
+        let get = |n: &str| {
+            vars.iter()
+                .find(|(k, _)| *k == n)
+                .map(|(_, v)| v.as_bytes())
+        };
+        out.push_str(&format!(".TP\n.B {}\n", roff_escape(title)));
+        let policy = match Policy::from_env(get, *backend) {
+            Ok(p) => p,
+            Err(c) => {
+                out.push_str(&format!("421 at connect: {}\n", roff_escape(&c.why)));
+                continue;
+            }
+        };
+        for (i, (link, st)) in links.iter().enumerate() {
+            if i > 0 {
+                out.push_str(".br\n");
+            }
+            let auth = match policy.auth(*st) {
+                Ok(m) => {
+                    let names: Vec<&str> = m.iter().map(|m| m.name()).collect();
+                    format!("EHLO offers AUTH {}", names.join(" "))
+                }
+                Err(r) => format!(
+                    "no AUTH in EHLO; AUTH gets {} {}",
+                    r.code,
+                    r.enhanced.unwrap_or("")
+                ),
+            };
+            let mail = match policy.mail(*st) {
+                Ok(()) => "MAIL accepted without AUTH".to_string(),
+                Err(r) => format!(
+                    "MAIL gets {} {} {}",
+                    r.code,
+                    r.enhanced.unwrap_or(""),
+                    r.text
+                ),
+            };
+            out.push_str(&format!(
+                "{}: {}; {}.\n",
+                roff_escape(link),
+                roff_escape(&auth),
+                roff_escape(&mail)
+            ));
+        }
+    }
+    out
+}
+
+/// Escape text for a roff line: backslashes and hyphens, and a leading
+/// `.` or `'` that would read as a request.
+fn roff_escape(s: &str) -> String {
+    let mut out = s.replace('\\', "\\e").replace('-', "\\-");
+    if out.starts_with('.') || out.starts_with('\'') {
+        out.insert_str(0, "\\&");
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
