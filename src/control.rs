@@ -152,7 +152,9 @@ pub const DEFAULT_AUTH_TIMEOUT: u64 = 60;
 pub fn load(env: &Env, invocation: &Invocation) -> Result<Settings, StartupError> {
     use std::os::unix::ffi::OsStrExt;
     let qmailhome = PathBuf::from(std::ffi::OsStr::from_bytes(
-        env.get("QMAILHOME").unwrap_or(b"/var/qmail"),
+        env.get("QMAILHOME")
+            .filter(|v| !v.is_empty())
+            .unwrap_or(b"/var/qmail"),
     ));
     let dir = qmailhome.join("control");
     let mut warnings = Vec::new();
@@ -191,10 +193,11 @@ pub fn load(env: &Env, invocation: &Invocation) -> Result<Settings, StartupError
 
     let mut databytes = read_int(&dir.join("databytes"), &mut warnings)?.unwrap_or(0);
     if let Some(v) = env.get("DATABYTES") {
-        match parse_u64(v) {
-            Some(n) => databytes = n,
-            None => warnings.push("DATABYTES is not a number: ignored".into()),
-        }
+        // qmail-smtpd: `scan_ulong`, so a value without digits means 0.
+        databytes = parse_u64(v).unwrap_or_else(|| {
+            warnings.push("DATABYTES has no leading digits: no size limit".into());
+            0
+        });
     }
 
     let nonempty = |name: &str| env.get(name).filter(|v| !v.is_empty()).map(<[u8]>::to_vec);
@@ -262,7 +265,8 @@ pub fn load(env: &Env, invocation: &Invocation) -> Result<Settings, StartupError
             .map(path),
         ciphers: match env.get("TLSCIPHERS").filter(|v| !v.is_empty()) {
             Some(c) => Some(c.to_vec()),
-            None => read_line(&dir.join("tlsserverciphers"))?,
+            // As the qmail TLS patch: every line, joined with `:`.
+            None => read_lines(&dir.join("tlsserverciphers"))?.map(|l| l.join(&b':')),
         }
         .map(|c| String::from_utf8_lossy(&c).into_owned()),
     };
@@ -330,8 +334,8 @@ pub fn read_lines(path: &Path) -> Result<Option<Vec<Vec<u8>>>, ControlError> {
     }))
 }
 
-/// qmail's `control_readint`: a number on the first line; anything else is
-/// ignored (with a warning, where qmail was silent).
+/// qmail's `control_readint`: the leading digits of the first line; a line
+/// without any is ignored (with a warning, where qmail was silent).
 fn read_int(path: &Path, warnings: &mut Vec<String>) -> Result<Option<u64>, ControlError> {
     let Some(line) = read_line(path)? else {
         return Ok(None);
@@ -345,9 +349,15 @@ fn read_int(path: &Path, warnings: &mut Vec<String>) -> Result<Option<u64>, Cont
     }
 }
 
+/// qmail's `scan_ulong`: the leading decimal digits (saturating); `None`
+/// when there are none.
 fn parse_u64(s: &[u8]) -> Option<u64> {
-    let s = std::str::from_utf8(s).ok()?.trim();
-    s.parse().ok()
+    let digits = s.iter().take_while(|b| b.is_ascii_digit()).count();
+    (digits > 0).then(|| {
+        s[..digits].iter().fold(0u64, |n, &d| {
+            n.saturating_mul(10).saturating_add(u64::from(d - b'0'))
+        })
+    })
 }
 
 fn open_cdb(path: &Path) -> Result<Option<cdb::CDB>, ControlError> {
@@ -593,5 +603,24 @@ mod tests {
             Err(StartupError::Control(e)) => assert!(e.path.ends_with("badmailfrom"), "{e}"),
             _ => panic!("must fail"),
         }
+    }
+
+    #[test]
+    fn numbers_are_read_as_scan_ulong() {
+        assert_eq!(parse_u64(b"12abc"), Some(12));
+        assert_eq!(parse_u64(b"007"), Some(7));
+        assert_eq!(parse_u64(b" 5"), None);
+        assert_eq!(parse_u64(b""), None);
+        assert_eq!(parse_u64(b"99999999999999999999999"), Some(u64::MAX));
+        let h = home();
+        write(&h, "me", "me.example");
+        write(&h, "databytes", "2000 bytes\n");
+        let s = load_plain(&env(&h, &[])).unwrap();
+        assert_eq!(s.config.databytes, 2000);
+        let s = load_plain(&env(&h, &[("DATABYTES", "")])).unwrap();
+        assert_eq!(
+            s.config.databytes, 0,
+            "as qmail: empty DATABYTES is no limit"
+        );
     }
 }

@@ -254,7 +254,7 @@ fn flush(transport: &mut Transport, out: &mut Output) -> Result<(), IoError> {
     let r = transport.write_all(&out.replies);
     out.replies.clear();
     if let Err(e) = &r {
-        log::line(&format!("write to client failed: {e:?}"));
+        log::line(&format!("write to client failed: {e}"));
     }
     r
 }

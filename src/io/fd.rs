@@ -24,6 +24,15 @@ pub enum IoError {
     Io(io::Error),
 }
 
+impl std::fmt::Display for IoError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            IoError::Timeout => f.write_str("timeout"),
+            IoError::Io(e) => e.fmt(f),
+        }
+    }
+}
+
 impl From<Errno> for IoError {
     fn from(e: Errno) -> IoError {
         IoError::Io(io::Error::from(e))
