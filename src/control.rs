@@ -236,6 +236,7 @@ pub fn load(env: &Env, invocation: &Invocation) -> Result<Settings, StartupError
     let auth_timeout = number("CHECKPASSWORD_TIMEOUT")
         .unwrap_or(DEFAULT_AUTH_TIMEOUT)
         .max(1);
+    config.transcript = crate::policy::number(env.get("SMTPD_TRANSCRIPT")) > 0;
     config.auth_env = env
         .with_prefix("AUTH_SET_")
         .map(|(k, v)| (k, Some(v.to_vec())))

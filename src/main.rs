@@ -5,9 +5,9 @@
 //! the input runs dry (RFC 2920), and acting on its requests to run
 //! qmail-queue. Every protocol decision is in `qmail_smtpd::smtp`.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
+use std::collections::BTreeMap;
 use std::ffi::OsString;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use qmail_smtpd::checkpassword::{self, Backend, Invocation};
 use qmail_smtpd::control::{self, ControlLookups, Env};
@@ -17,7 +17,7 @@ use qmail_smtpd::io::transport::Transport;
 use qmail_smtpd::log;
 use qmail_smtpd::policy::Link;
 use qmail_smtpd::queue::{self, Queue};
-use qmail_smtpd::smtp::session::{Action, AuthResult, Output, Session, printable};
+use qmail_smtpd::smtp::session::{Action, AuthResult, End, Output, Session, printable};
 
 /// Read size: large enough that DATA moves in big steps.
 const READ_BUF: usize = 64 * 1024;
@@ -53,13 +53,16 @@ fn run() -> i32 {
             log::line(&format!("fatal: {e}"));
             let mut out = Vec::new();
             e.reply().render(&mut out);
-            let mut t = FdTransport::new(std::time::Duration::from_secs(control::DEFAULT_TIMEOUT));
+            let mut t = FdTransport::new(Duration::from_secs(control::DEFAULT_TIMEOUT));
             let _ = t.write_all(&out);
             return 1;
         }
     };
     for w in &settings.warnings {
         log::line(&format!("warning: {w}"));
+    }
+    if nix::unistd::geteuid().is_root() {
+        log::line("warning: serving a connection as root: run it as qmaild (tcpserver -u, -g)");
     }
     let mut transport = Transport::Plain(FdTransport::new(settings.timeout));
     let implicit_tls = settings.config.tls.link == Link::ImplicitTls;
@@ -73,7 +76,13 @@ fn run() -> i32 {
             None => return 1,
         }
     }
-    serve(session, transport, &settings.queue_program, tls_env, auth)
+    serve(
+        &mut session,
+        transport,
+        &settings.queue_program,
+        tls_env,
+        auth,
+    )
 }
 
 /// TLS facts exported to qmail-queue, so queue filters can see them.
@@ -106,31 +115,113 @@ fn start_tls(session: &mut Session<ControlLookups>, transport: &mut Transport) -
     }
 }
 
+/// The connection's edge state: the link, the pending output, and what the
+/// summary line needs.
+struct Conn {
+    transport: Transport,
+    out: Output,
+    transcript: bool,
+    /// Error replies sent, by code.
+    rejected: BTreeMap<u16, u32>,
+}
+
+impl Conn {
+    /// Write the pending replies (one write), logging them under
+    /// `SMTPD_TRANSCRIPT` and counting the refusals.
+    fn flush(&mut self) -> Result<(), IoError> {
+        if self.out.replies.is_empty() {
+            return Ok(());
+        }
+        for line in self
+            .out
+            .replies
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+        {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if self.transcript {
+                log::line(&format!("> {}", printable(line)));
+            }
+            if let (Some(code), Some(b' ')) = (reply_code(line), line.get(3)) {
+                if code >= 400 {
+                    *self.rejected.entry(code).or_default() += 1;
+                }
+            }
+        }
+        let r = self.transport.write_all(&self.out.replies);
+        self.out.replies.clear();
+        if let Err(e) = &r {
+            log::line(&format!("write to client failed: {e}"));
+        }
+        r
+    }
+}
+
+fn reply_code(line: &[u8]) -> Option<u16> {
+    let digits = line.get(..3)?;
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
+/// Serve the connection, then log its one summary line.
 fn serve(
-    mut session: Session<ControlLookups>,
-    mut transport: Transport,
+    session: &mut Session<ControlLookups>,
+    transport: Transport,
+    queue_program: &std::path::Path,
+    tls_env: Vec<(String, Option<Vec<u8>>)>,
+    auth: Option<(Backend, Duration)>,
+) -> i32 {
+    let started = Instant::now();
+    let mut conn = Conn {
+        transport,
+        out: Output::default(),
+        transcript: session.config().transcript,
+        rejected: BTreeMap::new(),
+    };
+    let (code, edge_end) = dialogue(session, &mut conn, queue_program, tls_env, auth);
+    let how = session.end().map_or(edge_end, End::name);
+    let rejected: Vec<String> = conn
+        .rejected
+        .iter()
+        .map(|(code, n)| format!("{code}x{n}"))
+        .collect();
+    log::line(&format!(
+        "end {}{} duration={:.3}s how={how}",
+        session.summary(),
+        if rejected.is_empty() {
+            String::new()
+        } else {
+            format!(" rejected={}", rejected.join(","))
+        },
+        started.elapsed().as_secs_f64(),
+    ));
+    code
+}
+
+/// The SMTP dialogue. Returns the exit code and, for an end the session
+/// did not decide itself, why the edge ended it.
+fn dialogue(
+    session: &mut Session<ControlLookups>,
+    conn: &mut Conn,
     queue_program: &std::path::Path,
     mut tls_env: Vec<(String, Option<Vec<u8>>)>,
-    auth: Option<(Backend, std::time::Duration)>,
-) -> i32 {
-    let transport = &mut transport;
-    let mut out = Output::default();
+    auth: Option<(Backend, Duration)>,
+) -> (i32, &'static str) {
     let mut buf = vec![0u8; READ_BUF];
     let (mut pos, mut len) = (0usize, 0usize);
     let mut queue: Option<Queue> = None;
-    session.greet(&mut out);
+    session.greet(&mut conn.out);
 
     loop {
         let action = if pos < len {
-            let (n, action) = session.feed(&buf[pos..len], &mut out);
+            let (n, action) = session.feed(&buf[pos..len], &mut conn.out);
             pos += n;
             action
         } else {
             // Input ran dry: answer everything so far, then wait for more.
-            if flush(transport, &mut out).is_err() {
-                return abort(queue, 0);
+            if conn.flush().is_err() {
+                return (abort(queue, 0), "write_error");
             }
-            match transport.read(&mut buf) {
+            match conn.transport.read(&mut buf) {
                 Ok(0) => session.eof(),
                 Ok(n) => {
                     (pos, len) = (0, n);
@@ -138,7 +229,7 @@ fn serve(
                 }
                 Err(IoError::Timeout) => {
                     log::line("timeout reading from client");
-                    session.timeout(&mut out)
+                    session.timeout(&mut conn.out)
                 }
                 Err(IoError::Io(e)) => {
                     log::line(&format!("read error: {e}"));
@@ -146,16 +237,16 @@ fn serve(
                 }
             }
         };
-        side_effects(&mut out);
+        side_effects(&mut conn.out);
         // Message bytes go to qmail-queue as they come, never piling up.
-        if !out.body.is_empty() {
+        if !conn.out.body.is_empty() {
             if let Some(q) = &mut queue {
-                q.write_body(&out.body);
+                q.write_body(&conn.out.body);
             }
-            out.body.clear();
+            conn.out.body.clear();
         }
-        if out.replies.len() >= MAX_PENDING_REPLIES && flush(transport, &mut out).is_err() {
-            return abort(queue, 0);
+        if conn.out.replies.len() >= MAX_PENDING_REPLIES && conn.flush().is_err() {
+            return (abort(queue, 0), "write_error");
         }
         match action {
             Action::NeedInput => {}
@@ -173,11 +264,11 @@ fn serve(
                         Err(queue::start_failure(&e))
                     }
                 };
-                session.queue_opened(opened, now(), &mut out);
-                if let (Some(q), false) = (&mut queue, out.body.is_empty()) {
-                    q.write_body(&out.body);
+                session.queue_opened(opened, now(), &mut conn.out);
+                if let (Some(q), false) = (&mut queue, conn.out.body.is_empty()) {
+                    q.write_body(&conn.out.body);
                 }
-                out.body.clear();
+                conn.out.body.clear();
             }
             Action::FinishQueue => {
                 let mut envelope = Vec::new();
@@ -186,7 +277,7 @@ fn serve(
                     Some(q) => q.finish(&envelope),
                     None => queue::start_failure(&std::io::ErrorKind::Other.into()),
                 };
-                session.queue_closed(outcome, now(), &mut out);
+                session.queue_closed(outcome, now(), &mut conn.out);
             }
             Action::AbortQueue => {
                 if let Some(q) = queue.take() {
@@ -194,8 +285,8 @@ fn serve(
                 }
             }
             Action::StartTls => {
-                if flush(transport, &mut out).is_err() {
-                    return abort(queue, 0);
+                if conn.flush().is_err() {
+                    return (abort(queue, 0), "write_error");
                 }
                 // CVE-2011-0411: what the client sent after STARTTLS in
                 // clear is thrown away, never run inside TLS.
@@ -206,9 +297,9 @@ fn serve(
                     ));
                     pos = len;
                 }
-                match start_tls(&mut session, transport) {
+                match start_tls(session, &mut conn.transport) {
                     Some(info) => tls_env = queue_env(&info),
-                    None => return abort(queue, 0),
+                    None => return (abort(queue, 0), "tls_failed"),
                 }
             }
             Action::CheckPassword => {
@@ -225,13 +316,14 @@ fn serve(
                         printable(&creds.user)
                     ));
                 }
-                let next = session.auth_checked(&creds.user, creds.mechanism, result, &mut out);
-                side_effects(&mut out);
+                let next =
+                    session.auth_checked(&creds.user, creds.mechanism, result, &mut conn.out);
+                side_effects(&mut conn.out);
                 if next == Action::Close {
-                    return close(transport, &mut out, queue);
+                    return (close(conn, queue), "closed");
                 }
             }
-            Action::Close => return close(transport, &mut out, queue),
+            Action::Close => return (close(conn, queue), "closed"),
         }
     }
 }
@@ -242,27 +334,15 @@ fn side_effects(out: &mut Output) {
         log::line(&l);
     }
     if out.delay_ms > 0 {
-        std::thread::sleep(std::time::Duration::from_millis(out.delay_ms));
+        std::thread::sleep(Duration::from_millis(out.delay_ms));
         out.delay_ms = 0;
     }
 }
 
-fn flush(transport: &mut Transport, out: &mut Output) -> Result<(), IoError> {
-    if out.replies.is_empty() {
-        return Ok(());
-    }
-    let r = transport.write_all(&out.replies);
-    out.replies.clear();
-    if let Err(e) = &r {
-        log::line(&format!("write to client failed: {e}"));
-    }
-    r
-}
-
 /// Send the last replies and end the connection.
-fn close(transport: &mut Transport, out: &mut Output, queue: Option<Queue>) -> i32 {
-    let _ = flush(transport, out);
-    transport.close();
+fn close(conn: &mut Conn, queue: Option<Queue>) -> i32 {
+    let _ = conn.flush();
+    conn.transport.close();
     abort(queue, 0)
 }
 

@@ -382,7 +382,9 @@ pub fn man_switches() -> String {
 /// setting, what EHLO advertises, what AUTH gets and whether MAIL is
 /// accepted before AUTH, on each kind of link.
 pub fn man_matrix() -> String {
-    let settings: &[(&str, &[(&str, &str)], bool)] = &[
+    /// (title, variables, checkpassword given)
+    type Setting<'a> = (&'a str, &'a [(&'a str, &'a str)], bool);
+    let settings: &[Setting] = &[
         ("checkpassword given, no switches (the default)", &[], true),
         ("no checkpassword argument", &[], false),
         ("SMTPAUTH=-", &[("SMTPAUTH", "-")], true),

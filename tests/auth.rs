@@ -295,3 +295,51 @@ fn require_auth_without_backend_is_refused_at_connect() {
             .contains("no checkpassword program is given")
     );
 }
+
+#[test]
+fn transcript_and_summary_line_in_the_log() {
+    let srv = Setup::new("auth-transcript")
+        .cert()
+        .auth()
+        .env("SMTPD_TRANSCRIPT", "1")
+        .start();
+    let mut args = swaks_auth("LOGIN", "alice", "wonderland");
+    args.push("--tls");
+    let o = srv.swaks(&args);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = srv.swaks(&["--to", "x@elsewhere.test"]);
+    assert!(!o.status.success());
+    std::thread::sleep(Duration::from_millis(200));
+    let log = srv.stderr_log();
+    for want in [
+        "< EHLO client.test",
+        "> 250 STARTTLS",
+        "< STARTTLS",
+        "> 220 2.0.0 Ready to start TLS",
+        "< AUTH LOGIN\n",
+        "> 334 VXNlcm5hbWU6",
+        "< <redacted>",
+        "> 235 2.7.0 Authentication successful",
+        "< QUIT",
+    ] {
+        assert!(log.contains(want), "{want:?} missing: {log}");
+    }
+    // Neither the password nor its base64 ever reaches the log.
+    for secret in ["wonderland", "d29uZGVybGFuZA==", "YWxpY2U="] {
+        assert!(!log.contains(secret), "{secret} leaked: {log}");
+    }
+    let ends: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(": end remote="))
+        .collect();
+    assert_eq!(ends.len(), 3, "probe, TLS+AUTH and refused sessions: {log}");
+    let tls = ends.iter().find(|l| l.contains("auth=LOGIN")).expect(&log);
+    assert!(
+        tls.contains("remote=127.0.0.1 helo=\"client.test\" tls=\"TLSv1.3 TLS13_")
+            && tls.contains("user=\"alice\" accepted=1 messages=")
+            && tls.contains(" how=quit"),
+        "{tls}"
+    );
+    let refused = ends.iter().find(|l| l.contains("rejected=")).expect(&log);
+    assert!(refused.contains("accepted=0 rejected=553x1 "), "{refused}");
+}

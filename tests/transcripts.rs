@@ -1181,3 +1181,82 @@ fn no_backend_means_no_auth() {
     assert_eq!(t.lines().last().unwrap(), &"503 5.5.1 AUTH not available");
     let _ = Mechanism::Plain;
 }
+
+#[test]
+fn transcript_redacts_every_auth_secret() {
+    let mut cfg = auth_config(&[("ALLOW_INSECURE_AUTH", "1"), ("ALLOW_CRAM", "1")]);
+    cfg.transcript = true;
+    let secrets = [
+        plain("alice", "wonderland"),
+        b64(b"alice"),
+        b64(b"wonderland"),
+        b64(b"bob"),
+        b64(b"hunter2"),
+    ];
+    let challenge = format!("<1.{NOW}@mx.example.org>");
+    let cram = b64(format!("alice {}", hex_hmac(b"wonderland", challenge.as_bytes())).as_bytes());
+    let input = format!(
+        "EHLO c\r\nAUTH LOGIN {}\r\n{}\r\nAUTH PLAIN\r\n{}\r\nAUTH CRAM-MD5\r\n{cram}\r\nAUTH PLAIN {}\r\nRSET\r\nQUIT\r\n",
+        secrets[3],
+        secrets[4],
+        plain("bob", "x"),
+        secrets[0],
+    );
+    let t = run_with(cfg, auth_fake(), &[input.as_bytes()], 0);
+    let log = t.log.join("\n");
+    for s in secrets.iter().chain([&cram]) {
+        assert!(!log.contains(s.as_str()), "{s} leaked: {log}");
+    }
+    assert!(
+        !log.contains("wonderland") && !log.contains("hunter2"),
+        "{log}"
+    );
+    assert!(log.contains("< EHLO c\n"), "{log}");
+    assert!(
+        log.contains("< AUTH LOGIN <redacted>\n< <redacted>\n"),
+        "{log}"
+    );
+    assert!(log.contains("< AUTH PLAIN\n< <redacted>\n"), "{log}");
+    assert!(log.contains("< AUTH CRAM-MD5\n< <redacted>\n"), "{log}");
+    assert!(log.contains("< RSET\n< QUIT"), "{log}");
+}
+
+#[test]
+fn summary_names_the_session() {
+    let mut cfg = auth_config(&[("FORCETLS", "0")]);
+    cfg.remote_ip = b"192.0.2.7".to_vec();
+    let input = format!(
+        "EHLO c\"x\r\nAUTH PLAIN {}\r\nMAIL FROM:<a@b>\r\nRCPT TO:<u@example.org>\r\nDATA\r\nhello\r\n.\r\nQUIT\r\n",
+        plain("alice", "wonderland")
+    );
+    let mut s = Session::new(cfg, auth_fake());
+    let mut out = Output::default();
+    let mut pos = 0;
+    let input = input.as_bytes();
+    while pos < input.len() {
+        let (n, action) = s.feed(&input[pos..], &mut out);
+        pos += n;
+        match action {
+            Action::CheckPassword => {
+                let c = s.take_credentials().unwrap();
+                s.auth_checked(&c.user, c.mechanism, AuthResult::Accepted, &mut out);
+            }
+            Action::OpenQueue => {
+                s.queue_opened(Ok(77), NOW, &mut out);
+            }
+            Action::FinishQueue => {
+                let ok = QueueOutcome {
+                    exit: QueueExit::Exited(0),
+                    write_failed: false,
+                };
+                s.queue_closed(ok, NOW, &mut out);
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(
+        s.summary(),
+        "remote=192.0.2.7 helo=\"c\\x22x\" auth=PLAIN user=\"alice\" accepted=1 messages=77:6"
+    );
+    assert_eq!(s.end().map(|e| e.name()), Some("quit"));
+}

@@ -110,6 +110,8 @@ pub struct Config {
     /// `AUTH_SET_<VAR>` / `AUTH_UNSET_<VAR>`: applied after a successful
     /// AUTH (value `None` unsets).
     pub auth_env: Vec<(String, Option<Vec<u8>>)>,
+    /// `SMTPD_TRANSCRIPT`: log every command line (AUTH data redacted).
+    pub transcript: bool,
 }
 
 impl Config {
@@ -137,6 +139,7 @@ impl Config {
             max_auth_failures: DEFAULT_MAX_AUTH_FAILURES,
             auth_failure_delay_ms: DEFAULT_AUTH_FAILURE_DELAY_MS,
             auth_env: Vec::new(),
+            transcript: false,
         }
     }
 }
@@ -176,6 +179,32 @@ pub enum Action {
     CheckPassword,
     /// Flush replies and end the connection (abort qmail-queue if open).
     Close,
+}
+
+/// Why a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    Quit,
+    Eof,
+    Timeout,
+    TooManyErrors,
+    TooManyAuthFailures,
+    BareLineEnding,
+    ControlUnreadable,
+}
+
+impl End {
+    pub fn name(self) -> &'static str {
+        match self {
+            End::Quit => "quit",
+            End::Eof => "eof",
+            End::Timeout => "timeout",
+            End::TooManyErrors => "too_many_errors",
+            End::TooManyAuthFailures => "too_many_auth_failures",
+            End::BareLineEnding => "bare_line_ending",
+            End::ControlUnreadable => "control_unreadable",
+        }
+    }
 }
 
 /// What checkpassword said.
@@ -270,8 +299,11 @@ pub struct Session<L> {
     queue_pid: u32,
     /// The TLS session we run, as "TLSv1.3 TLS13_AES_256_GCM_SHA384".
     tls: Option<String>,
-    /// Messages accepted by qmail-queue in this session.
-    pub accepted: u32,
+    /// Messages accepted by qmail-queue: (qp, bytes).
+    messages: Vec<(u32, u64)>,
+    /// Size of the message being queued.
+    message_bytes: u64,
+    end: Option<End>,
     /// The authenticated user and mechanism.
     auth_user: Option<(Vec<u8>, Mechanism)>,
     auth_failures: u32,
@@ -297,7 +329,9 @@ impl<L: Lookups> Session<L> {
             overlong: false,
             queue_pid: 0,
             tls: None,
-            accepted: 0,
+            messages: Vec::new(),
+            message_bytes: 0,
+            end: None,
             auth_user: None,
             auth_failures: 0,
             exchange: None,
@@ -338,8 +372,7 @@ impl<L: Lookups> Session<L> {
                                 DataError::BareCr => reply::BARE_CR,
                             };
                             r.render(&mut out.replies);
-                            self.phase = Phase::Closed;
-                            return (pos, Action::Close);
+                            return (pos, self.close(End::BareLineEnding));
                         }
                     }
                 }
@@ -425,15 +458,59 @@ impl<L: Lookups> Session<L> {
 
     /// The client closed the connection.
     pub fn eof(&mut self) -> Action {
+        self.close(End::Eof)
+    }
+
+    /// End the session; the first reason given is the one reported.
+    fn close(&mut self, why: End) -> Action {
         self.phase = Phase::Closed;
+        self.end.get_or_insert(why);
         Action::Close
+    }
+
+    /// Why the session ended, if it did.
+    pub fn end(&self) -> Option<End> {
+        self.end
+    }
+
+    /// The summary of the session for its last log line, in key=value
+    /// form: client text quoted and escaped, never a secret.
+    pub fn summary(&self) -> String {
+        let mut s = format!("remote={}", printable(&self.cfg.remote_ip));
+        if let Some(h) = &self.helo {
+            s.push_str(&format!(" helo=\"{}\"", printable(h)));
+        }
+        if let Some(t) = &self.tls {
+            s.push_str(&format!(" tls=\"{t}\""));
+        } else if self.cfg.tls.link == Link::UpstreamTls {
+            s.push_str(" tls=upstream");
+        }
+        if let Some((user, mech)) = &self.auth_user {
+            s.push_str(&format!(
+                " auth={} user=\"{}\"",
+                mech.name(),
+                printable(user)
+            ));
+        }
+        if self.auth_failures > 0 {
+            s.push_str(&format!(" auth_failures={}", self.auth_failures));
+        }
+        s.push_str(&format!(" accepted={}", self.messages.len()));
+        if !self.messages.is_empty() {
+            let list: Vec<String> = self
+                .messages
+                .iter()
+                .map(|(qp, bytes)| format!("{qp}:{bytes}"))
+                .collect();
+            s.push_str(&format!(" messages={}", list.join(",")));
+        }
+        s
     }
 
     /// `timeoutsmtpd` expired on a read or a write.
     pub fn timeout(&mut self, out: &mut Output) -> Action {
         reply::TIMEOUT.render(&mut out.replies);
-        self.phase = Phase::Closed;
-        Action::Close
+        self.close(End::Timeout)
     }
 
     /// The edge started qmail-queue (`Ok(pid)`) or could not (`Err` with
@@ -498,7 +575,7 @@ impl<L: Lookups> Session<L> {
             None => {
                 let text = format!("ok {now} qp {}", self.queue_pid);
                 render_line(&mut out.replies, 250, false, Some("2.0.0"), text.as_bytes());
-                self.accepted += 1;
+                self.messages.push((self.queue_pid, self.message_bytes));
             }
             Some(r) => r.render(&mut out.replies),
         }
@@ -520,6 +597,7 @@ impl<L: Lookups> Session<L> {
         let Phase::Data(scanner) = &self.phase else {
             unreachable!("end_of_data outside DATA")
         };
+        self.message_bytes = scanner.bytes();
         let refusal = if scanner.hops() >= MAX_HOPS {
             Some(reply::TOO_MANY_HOPS)
         } else if scanner.too_big() {
@@ -544,13 +622,15 @@ impl<L: Lookups> Session<L> {
         self.errors += 1;
         if self.errors >= self.cfg.max_errors {
             reply::TOO_MANY_ERRORS.render(&mut out.replies);
-            self.phase = Phase::Closed;
-            return Action::Close;
+            return self.close(End::TooManyErrors);
         }
         Action::NeedInput
     }
 
     fn line(&mut self, line: &[u8], out: &mut Output) -> Action {
+        if self.cfg.transcript {
+            out.log.push(format!("< {}", self.redacted(line)));
+        }
         if let Some(exchange) = self.exchange.take() {
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             let step = auth::respond(exchange, line);
@@ -591,8 +671,7 @@ impl<L: Lookups> Session<L> {
                     Some("2.0.0"),
                     &self.cfg.greeting,
                 );
-                self.phase = Phase::Closed;
-                Action::Close
+                self.close(End::Quit)
             }
             Command::StartTls => self.starttls(out),
             Command::Unknown => self.error(reply::UNIMPLEMENTED, out),
@@ -657,6 +736,22 @@ impl<L: Lookups> Session<L> {
                 self.auth_failure(&user, mech, "invalid", out)
             }
         }
+    }
+
+    /// A command line as the transcript shows it: AUTH responses and
+    /// initial responses replaced by `<redacted>`.
+    fn redacted(&self, line: &[u8]) -> String {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if self.exchange.is_some() {
+            return "<redacted>".into();
+        }
+        let mut words = line.splitn(3, |&b| b == b' ');
+        if let (Some(verb), Some(mech), Some(_)) = (words.next(), words.next(), words.next()) {
+            if verb.eq_ignore_ascii_case(b"AUTH") {
+                return format!("{} {} <redacted>", printable(verb), printable(mech));
+            }
+        }
+        printable(line)
     }
 
     /// The credentials for the edge to check after [`Action::CheckPassword`].
@@ -727,8 +822,7 @@ impl<L: Lookups> Session<L> {
         reply::AUTH_FAILED.render(&mut out.replies);
         if self.auth_failures >= self.cfg.max_auth_failures {
             reply::TOO_MANY_AUTH_FAILURES.render(&mut out.replies);
-            self.phase = Phase::Closed;
-            return Action::Close;
+            return self.close(End::TooManyAuthFailures);
         }
         Action::NeedInput
     }
@@ -847,8 +941,7 @@ impl<L: Lookups> Session<L> {
                 Ok(Some(r)) => return self.reply(r, out),
                 Err(LookupError) => {
                     reply::CONTROL_UNREADABLE.render(&mut out.replies);
-                    self.phase = Phase::Closed;
-                    return Action::Close;
+                    return self.close(End::ControlUnreadable);
                 }
             }
         }
