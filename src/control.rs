@@ -118,6 +118,11 @@ impl Env {
         })
     }
 
+    /// Set a variable (later settings win), as tcpserver does for a rule.
+    pub fn set(&mut self, name: &str, value: &str) {
+        self.vars.push((name.into(), value.into()));
+    }
+
     pub fn get(&self, name: &str) -> Option<&[u8]> {
         use std::os::unix::ffi::OsStrExt;
         self.vars

@@ -7,8 +7,10 @@
 pub mod auth;
 pub mod checkpassword;
 pub mod control;
+pub mod explain;
 pub mod io;
 pub mod log;
 pub mod policy;
 pub mod queue;
 pub mod smtp;
+pub mod tcprules;

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use qmail_smtpd::checkpassword::{self, Backend, Invocation};
 use qmail_smtpd::control::{self, ControlLookups, Env};
+use qmail_smtpd::explain;
 use qmail_smtpd::io::fd::{FdTransport, IoError};
 use qmail_smtpd::io::tls::TlsInfo;
 use qmail_smtpd::io::transport::Transport;
@@ -38,6 +39,9 @@ fn run() -> i32 {
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
     if args.first().is_some_and(|a| a == checkpassword::CHILD_FLAG) {
         return checkpassword::child_main(&args[1..]);
+    }
+    if args.first().is_some_and(|a| a == "--explain") {
+        return explain_main(&args[1..]);
     }
     let invocation = match checkpassword::parse_invocation(&args, checkpassword::on_path) {
         Ok(i) => i,
@@ -83,6 +87,38 @@ fn run() -> i32 {
         tls_env,
         auth,
     )
+}
+
+/// `qmail-smtpd --explain [--rules FILE.cdb --ip A.B.C.D [--host NAME]]
+/// [--format=json] [hostname] [checkpassword subprogram...]`.
+fn explain_main(args: &[OsString]) -> i32 {
+    let (opts, rest) = match explain::parse_args(args) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("qmail-smtpd --explain: {e}");
+            eprintln!(
+                "usage: qmail-smtpd --explain [--rules FILE.cdb --ip A.B.C.D [--host NAME]] [--format=json] [hostname] [checkpassword subprogram ...]"
+            );
+            return 2;
+        }
+    };
+    let invocation = match checkpassword::parse_invocation(&rest, checkpassword::on_path) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("qmail-smtpd --explain: warning: {e}");
+            Invocation::default()
+        }
+    };
+    let report = explain::explain(Env::from_process(), &invocation, &opts);
+    print!(
+        "{}",
+        if opts.json {
+            report.json()
+        } else {
+            report.text()
+        }
+    );
+    0
 }
 
 /// TLS facts exported to qmail-queue, so queue filters can see them.

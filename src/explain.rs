@@ -1,0 +1,435 @@
+//! `qmail-smtpd --explain`: what a client in this environment sees, and
+//! which setting decided each line. It reads the same environment and
+//! control files a connection would (after applying the tcprules entry
+//! tcpserver would pick, with `--rules`), and runs the real session core on
+//! a simulated EHLO, before and after TLS, so the answer cannot differ from
+//! what a connection gets.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+
+use crate::checkpassword::Invocation;
+use crate::control::{self, Env};
+use crate::policy::{Dialect, Link, LinkState, Policy, SWITCHES};
+use crate::smtp::reply::Reply;
+use crate::smtp::session::{Lookups, Output, Session};
+use crate::tcprules::{self, Rule};
+
+/// Options of `--explain`.
+#[derive(Debug, Default)]
+pub struct Options {
+    pub rules: Option<std::path::PathBuf>,
+    pub ip: Option<String>,
+    pub host: Option<String>,
+    pub json: bool,
+}
+
+/// One answered question: a topic, the answer, and what decided it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    pub topic: &'static str,
+    pub answer: String,
+    pub decided_by: Vec<String>,
+}
+
+/// The whole explanation.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub client: Option<String>,
+    pub lines: Vec<Line>,
+    /// Replies as the client would see them: greeting, EHLO before and
+    /// after TLS.
+    pub dialogue: BTreeMap<&'static str, Vec<String>>,
+}
+
+impl Report {
+    fn line(&mut self, topic: &'static str, answer: impl Into<String>, decided_by: Vec<String>) {
+        self.lines.push(Line {
+            topic,
+            answer: answer.into(),
+            decided_by,
+        });
+    }
+
+    /// For a person.
+    pub fn text(&self) -> String {
+        let mut s = String::new();
+        if let Some(c) = &self.client {
+            s.push_str(&format!("client: {c}\n"));
+        }
+        for (name, replies) in &self.dialogue {
+            s.push_str(&format!("{name}:\n"));
+            for r in replies {
+                s.push_str(&format!("    {r}\n"));
+            }
+        }
+        for l in &self.lines {
+            s.push_str(&format!("{}: {}\n", l.topic, l.answer));
+            let by = if l.decided_by.is_empty() {
+                "the defaults".to_string()
+            } else {
+                l.decided_by.join(", ")
+            };
+            s.push_str(&format!("    decided by: {by}\n"));
+        }
+        s
+    }
+
+    /// For scripts: one JSON object.
+    pub fn json(&self) -> String {
+        let mut s = String::from("{");
+        s.push_str(&format!(
+            "\"client\":{},",
+            self.client.as_deref().map_or("null".into(), json_str)
+        ));
+        s.push_str("\"dialogue\":{");
+        let d: Vec<String> = self
+            .dialogue
+            .iter()
+            .map(|(k, v)| {
+                let items: Vec<String> = v.iter().map(|r| json_str(r)).collect();
+                format!("{}:[{}]", json_str(k), items.join(","))
+            })
+            .collect();
+        s.push_str(&d.join(","));
+        s.push_str("},\"decisions\":[");
+        let l: Vec<String> = self
+            .lines
+            .iter()
+            .map(|l| {
+                let by: Vec<String> = l.decided_by.iter().map(|b| json_str(b)).collect();
+                format!(
+                    "{{\"topic\":{},\"answer\":{},\"decided_by\":[{}]}}",
+                    json_str(l.topic),
+                    json_str(&l.answer),
+                    by.join(",")
+                )
+            })
+            .collect();
+        s.push_str(&l.join(","));
+        s.push_str("]}\n");
+        s
+    }
+}
+
+fn json_str(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The switches set in `env` that belong to `names`, as `NAME=value
+/// [dialect]`.
+fn set_switches(env: &Env, names: &[&str]) -> Vec<String> {
+    names
+        .iter()
+        .filter_map(|n| {
+            let v = env.get(n)?;
+            let dialect = SWITCHES
+                .iter()
+                .find(|(s, _, _)| s == n)
+                .map_or(Dialect::Ours, |(_, d, _)| *d);
+            Some(format!(
+                "{n}={} [{}]",
+                String::from_utf8_lossy(v),
+                dialect.name()
+            ))
+        })
+        .collect()
+}
+
+fn reply_text(r: &Reply) -> String {
+    format!("{} {} {}", r.code, r.enhanced.unwrap_or(""), r.text)
+}
+
+/// Run a few command lines through the real session and return its
+/// replies, one string per line.
+fn replies<L: Lookups>(session: &mut Session<L>, input: &[u8]) -> Vec<String> {
+    let mut out = Output::default();
+    let _ = session.feed(input, &mut out);
+    String::from_utf8_lossy(&out.replies)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Explain what a connection with this environment and command line gets.
+pub fn explain(mut env: Env, invocation: &Invocation, opts: &Options) -> Report {
+    let mut report = Report::default();
+    let tls_names = ["SSL", "SMTPS", "DENY_TLS", "DISABLETLS", "FORCE_TLS"];
+    let auth_names = [
+        "SMTPAUTH",
+        "ALLOW_INSECURE_AUTH",
+        "FORCETLS",
+        "ALLOW_CRAM",
+        "REQUIRE_AUTH",
+        "FORCEAUTHMAILFROM",
+    ];
+
+    if let (Some(rules), Some(ip)) = (&opts.rules, &opts.ip) {
+        let rule = match cdb::CDB::open(rules) {
+            Ok(db) => tcprules::lookup(
+                |k| db.get(k).and_then(Result::ok),
+                ip,
+                opts.host.as_deref(),
+                None,
+            ),
+            Err(e) => {
+                report.line(
+                    "tcprules",
+                    format!("cannot open {}: {e}", rules.display()),
+                    vec![],
+                );
+                return report;
+            }
+        };
+        let described = describe_rule(rule.as_ref());
+        report.client = Some(format!("{ip}: {described} ({})", rules.display()));
+        env.set("TCPREMOTEIP", ip);
+        if let Some(h) = &opts.host {
+            env.set("TCPREMOTEHOST", h);
+        }
+        match rule {
+            Some(r) if !r.allow => {
+                report.line(
+                    "connection",
+                    "refused by tcpserver (deny rule): qmail-smtpd never runs",
+                    vec![format!("tcprules key {:?}", r.key)],
+                );
+                return report;
+            }
+            Some(r) => {
+                for (k, v) in &r.env {
+                    env.set(k, v);
+                }
+            }
+            None => {}
+        }
+    } else if let Some(ip) = &opts.ip {
+        env.set("TCPREMOTEIP", ip);
+        report.client = Some(ip.clone());
+    }
+
+    let settings = match control::load(&env, invocation) {
+        Ok(s) => s,
+        Err(e) => {
+            let mut decided = set_switches(&env, &tls_names);
+            decided.extend(set_switches(&env, &auth_names));
+            report.line(
+                "connection",
+                format!("{} ({e})", reply_text(&e.reply())),
+                decided,
+            );
+            return report;
+        }
+    };
+    for w in &settings.warnings {
+        report.line("warning", w.clone(), vec![]);
+    }
+    let backend = settings.backend.clone();
+    let link = settings.config.tls.link;
+    let policy = Policy {
+        tls: settings.config.tls,
+        auth: settings.config.auth,
+    };
+    let relayclient = settings.config.relayclient.clone();
+    let rcpthosts = settings.config.rcpthosts.clone();
+    let mut session = Session::new(settings.config, settings.lookups);
+    let tls_ok = session.lookups().tls_available();
+
+    let mut greet = Output::default();
+    session.greet(&mut greet);
+    let greeting: Vec<String> = String::from_utf8_lossy(&greet.replies)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let tls_decided = set_switches(&env, &tls_names);
+    let mut auth_decided = set_switches(&env, &auth_names);
+    auth_decided.insert(
+        0,
+        match &backend {
+            Some(b) => format!("checkpassword {} [command line]", b.program.display()),
+            None => "no checkpassword argument [command line]".into(),
+        },
+    );
+
+    let encrypted_from_start = link != Link::Plain;
+    if link == Link::ImplicitTls {
+        if !tls_ok {
+            report.line(
+                "connection",
+                "SMTPS is set but no usable certificate: the connection is closed before the greeting",
+                tls_decided,
+            );
+            return report;
+        }
+        session.tls_started("TLS".into());
+    }
+    report.dialogue.insert("1 greeting", greeting);
+    let first = if encrypted_from_start {
+        "2 EHLO (encrypted link)"
+    } else {
+        "2 EHLO before TLS"
+    };
+    let ehlo = replies(&mut session, b"EHLO explain.invalid\r\n");
+    let starttls = ehlo.iter().any(|l| l.ends_with("STARTTLS"));
+    report.dialogue.insert(first, ehlo);
+
+    let state = |secure: bool, starttls: bool| LinkState {
+        secure,
+        starttls,
+        authenticated: false,
+    };
+    let before = state(encrypted_from_start, starttls);
+    let starttls_answer = match (link, policy.tls.starttls, tls_ok) {
+        (Link::UpstreamTls, _, _) => "not offered: TLS was done upstream (SSL)".to_string(),
+        (Link::ImplicitTls, _, _) => "not offered: TLS from the first byte (SMTPS)".into(),
+        (_, false, _) => "not offered to this client".into(),
+        (_, true, false) => {
+            "not offered: no usable certificate (see the warning on stderr); STARTTLS gets 454"
+                .into()
+        }
+        (_, true, true) => "offered".into(),
+    };
+    let mut cert_decided = tls_decided.clone();
+    if policy.tls.starttls && link == Link::Plain {
+        cert_decided.push(format!(
+            "certificate {} [{}]",
+            env.get("TLS_SERVER_CERT").map_or_else(
+                || "control/servercert.pem".into(),
+                |v| String::from_utf8_lossy(v).into_owned()
+            ),
+            if tls_ok { "usable" } else { "unusable" }
+        ));
+    }
+    report.line("STARTTLS", starttls_answer, cert_decided);
+
+    let describe_auth = |st: LinkState| match policy.auth(st) {
+        Ok(m) => {
+            let names: Vec<&str> = m.iter().map(|m| m.name()).collect();
+            format!("offered: {}", names.join(" "))
+        }
+        Err(r) => format!("not offered; AUTH gets {}", reply_text(&r)),
+    };
+    let describe_mail = |st: LinkState| match policy.mail(st) {
+        Ok(()) => "accepted without AUTH".to_string(),
+        Err(r) => format!("refused without AUTH: {}", reply_text(&r)),
+    };
+    let mut mail_decided = set_switches(&env, &["FORCE_TLS", "REQUIRE_AUTH", "SMTPAUTH"]);
+    if backend.is_none() {
+        mail_decided.push("no checkpassword argument [command line]".into());
+    }
+    let prefix = if encrypted_from_start {
+        ""
+    } else {
+        "before TLS: "
+    };
+    report.line(
+        "AUTH",
+        format!("{prefix}{}", describe_auth(before)),
+        auth_decided.clone(),
+    );
+    report.line(
+        "MAIL",
+        format!("{prefix}{}", describe_mail(before)),
+        mail_decided.clone(),
+    );
+    if starttls {
+        session.tls_started("TLS".into());
+        let ehlo = replies(&mut session, b"EHLO explain.invalid\r\n");
+        report.dialogue.insert("3 EHLO after STARTTLS", ehlo);
+        let after = state(true, false);
+        report.line(
+            "AUTH",
+            format!("after STARTTLS: {}", describe_auth(after)),
+            auth_decided,
+        );
+        report.line(
+            "MAIL",
+            format!("after STARTTLS: {}", describe_mail(after)),
+            mail_decided,
+        );
+    }
+
+    let relay = match (&relayclient, &rcpthosts) {
+        (Some(v), _) => format!(
+            "every recipient accepted (RELAYCLIENT is set; {:?} is appended to each)",
+            String::from_utf8_lossy(v)
+        ),
+        (None, None) => "no recipient accepted: control/rcpthosts is missing (451 4.3.5)".into(),
+        (None, Some(_)) => {
+            let after_auth = if policy.auth.enabled {
+                "; after AUTH every recipient"
+            } else {
+                ""
+            };
+            format!("only domains in control/rcpthosts and morercpthosts.cdb{after_auth}")
+        }
+    };
+    let mut relay_decided = set_switches(&env, &["RELAYCLIENT"]);
+    relay_decided.push("control/rcpthosts [qmail]".into());
+    report.line("relaying", relay, relay_decided);
+    report
+}
+
+fn describe_rule(rule: Option<&Rule>) -> String {
+    match rule {
+        None => "no rule matches: tcpserver allows, sets nothing".into(),
+        Some(r) => {
+            let key = if r.key.is_empty() {
+                "the default rule".to_string()
+            } else {
+                format!("rule {:?}", r.key)
+            };
+            if !r.allow {
+                return format!("{key}: deny");
+            }
+            let sets: Vec<String> = r.env.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+            if sets.is_empty() {
+                format!("{key}: allow")
+            } else {
+                format!("{key}: allow, sets {}", sets.join(" "))
+            }
+        }
+    }
+}
+
+/// Parse `--explain`'s options; the rest is the usual invocation.
+pub fn parse_args(args: &[OsString]) -> Result<(Options, Vec<OsString>), String> {
+    let mut opts = Options::default();
+    let mut rest = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let s = a.to_string_lossy();
+        let mut value = |name: &str| {
+            it.next()
+                .map(|v| v.to_string_lossy().into_owned())
+                .ok_or(format!("{name} needs a value"))
+        };
+        match s.as_ref() {
+            "--rules" => opts.rules = Some(value("--rules")?.into()),
+            "--ip" => opts.ip = Some(value("--ip")?),
+            "--host" => opts.host = Some(value("--host")?),
+            "--format=json" => opts.json = true,
+            "--format=text" => opts.json = false,
+            "--" => {
+                rest.extend(it.cloned());
+                break;
+            }
+            o if o.starts_with("--") => return Err(format!("unknown option {o}")),
+            _ => rest.push(a.clone()),
+        }
+    }
+    if opts.rules.is_some() && opts.ip.is_none() {
+        return Err("--rules needs --ip".into());
+    }
+    Ok((opts, rest))
+}
