@@ -6,9 +6,10 @@
 //! - `qmail-smtpd hostname checkpassword subprogram [args…]` (jms1,
 //!   Dabrowski): the hostname goes into CRAM-MD5 challenges.
 //!
-//! The first argument is the checkpassword program when it contains a `/`
-//! or names a program on `PATH`; otherwise, with at least two more
-//! arguments, it is the hostname.
+//! With at least three arguments, a first argument that contains a `.` and
+//! no `/` is the hostname. Otherwise the first argument is the checkpassword
+//! program when it contains a `/` or names a program on `PATH`, and else,
+//! with at least two more arguments, the hostname.
 //!
 //! checkpassword (cr.yp.to/checkpwd/interface.html) gets
 //! `user\0secret\0timestamp\0` on fd 3, a pipe. Its stdin and stdout are
@@ -75,7 +76,9 @@ pub fn parse_invocation(
     let Some(first) = args.first() else {
         return Ok(Invocation::default());
     };
-    let (hostname, rest) = if is_program(first) {
+    let bytes = first.as_bytes();
+    let hostname_like = bytes.contains(&b'.') && !bytes.contains(&b'/');
+    let (hostname, rest) = if !(hostname_like && args.len() >= 3) && is_program(first) {
         (None, args)
     } else if args.len() >= 3 {
         (Some(first.as_bytes().to_vec()), &args[1..])
@@ -122,10 +125,10 @@ pub fn child_main(subprogram: &[OsString]) -> i32 {
         return 2;
     };
     let e = Command::new(prog).args(args).exec();
-    eprintln!(
-        "qmail-smtpd: unable to run checkpassword subprogram {}: {e}",
+    crate::log::line(&format!(
+        "unable to run checkpassword subprogram {}: {e}",
         Path::new(prog).display()
-    );
+    ));
     111
 }
 
@@ -140,6 +143,18 @@ pub fn check(backend: &Backend, creds: &Credentials, timeout: Duration) -> (Auth
     }
 }
 
+/// This binary's path, to run as checkpassword's subprogram. After an
+/// upgrade replaced the file, Linux names the running one "… (deleted)":
+/// the new file at the same path understands the same flag.
+fn own_path() -> std::io::Result<PathBuf> {
+    let me = std::env::current_exe()?;
+    let bytes = me.as_os_str().as_bytes();
+    Ok(match bytes.strip_suffix(b" (deleted)") {
+        Some(b) => PathBuf::from(OsStr::from_bytes(b)),
+        None => me,
+    })
+}
+
 #[allow(unsafe_code)]
 fn run(
     backend: &Backend,
@@ -148,7 +163,7 @@ fn run(
 ) -> std::io::Result<(AuthResult, String)> {
     let (cred_read, cred_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
     let (uid_read, uid_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
-    let me = std::env::current_exe()?;
+    let me = own_path()?;
     let mut cmd = Command::new(&backend.program);
     cmd.arg(&me)
         .arg(CHILD_FLAG)
@@ -280,6 +295,12 @@ mod tests {
         );
         let bare = inv(&["checkpassword", "true", "x"]).unwrap();
         assert_eq!(bare.hostname, None);
+        // A host name is a host name even if a program has a dotted name.
+        let dotted = parse_invocation(&args(&["mx.example.org", "/bin/cp", "/bin/true"]), |_| true);
+        assert_eq!(
+            dotted.unwrap().hostname.as_deref(),
+            Some(&b"mx.example.org"[..])
+        );
         assert!(inv(&["/bin/checkpassword"]).is_err());
         assert!(inv(&["mx.example.org", "/bin/checkpassword"]).is_err());
     }

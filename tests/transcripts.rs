@@ -1260,3 +1260,45 @@ fn summary_names_the_session() {
     );
     assert_eq!(s.end().map(|e| e.name()), Some("quit"));
 }
+
+#[test]
+fn auth_leftovers_rfc4954_mail_parameter_and_long_responses() {
+    // MAIL ... AUTH=<> is accepted (RFC 4954 §5).
+    let t = run(b"EHLO c\r\nMAIL FROM:<a@b> AUTH=<> SIZE=10\r\n");
+    assert_eq!(t.lines().last().unwrap(), &"250 2.1.0 ok");
+
+    // What AUTH_SET_ changed is undone with the AUTH when STARTTLS forgets it.
+    let mut cfg = auth_config(&[("ALLOW_INSECURE_AUTH", "1")]);
+    cfg.auth_env = vec![("RELAYCLIENT".into(), Some(Vec::new()))];
+    let auth = format!("EHLO c\r\nAUTH PLAIN {}\r\n", plain("alice", "wonderland"));
+    let t = run_with(
+        cfg,
+        auth_fake(),
+        &[
+            auth.as_bytes(),
+            b"STARTTLS\r\n",
+            b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<x@elsewhere.test>\r\n",
+        ],
+        0,
+    );
+    assert_eq!(
+        t.lines().last().unwrap(),
+        &"553 5.7.1 sorry, that domain isn't in my list of allowed rcpthosts"
+    );
+
+    // A response line over the limit ends the exchange: the next line is a
+    // command again.
+    let input = format!("EHLO c\r\nAUTH LOGIN\r\n{}\r\nNOOP\r\n", "A".repeat(3000));
+    let t = run_with(
+        auth_config(&[("ALLOW_INSECURE_AUTH", "1")]),
+        auth_fake(),
+        &[input.as_bytes()],
+        0,
+    );
+    let l = t.lines();
+    assert_eq!(
+        l[l.len() - 2..],
+        ["500 5.5.2 line too long", "250 2.0.0 ok"]
+    );
+    assert!(t.records.is_empty());
+}

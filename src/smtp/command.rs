@@ -127,6 +127,10 @@ fn parse_mail(arg: &[u8]) -> Result<Command<'static>, Reply> {
         };
         if key.eq_ignore_ascii_case(b"SIZE") && size.is_none() {
             size = Some(parse_size(value.ok_or(reply::UNKNOWN_PARAMETER)?)?);
+        } else if key.eq_ignore_ascii_case(b"AUTH") && value.is_some() {
+            // RFC 4954 §5: a server that offers AUTH must accept AUTH=;
+            // we trust no client's claim about the original submitter,
+            // so it is accepted and ignored.
         } else if key.eq_ignore_ascii_case(b"BODY") && body.is_none() {
             body = Some(match value {
                 Some(v) if v.eq_ignore_ascii_case(b"7BIT") => Body::SevenBit,

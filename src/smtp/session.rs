@@ -313,11 +313,15 @@ pub struct Session<L> {
     auth_mech_started: Option<Mechanism>,
     /// Credentials waiting for the edge's checkpassword.
     credentials: Option<Credentials>,
+    /// `databytes` and `RELAYCLIENT` as at connect time, restored when an
+    /// AUTH (and what its `AUTH_SET_` changed) is forgotten.
+    connect_settings: (u64, Option<Vec<u8>>),
 }
 
 impl<L: Lookups> Session<L> {
     pub fn new(cfg: Config, lookups: L) -> Session<L> {
         Session {
+            connect_settings: (cfg.databytes, cfg.relayclient.clone()),
             cfg,
             lookups,
             phase: Phase::Command,
@@ -387,6 +391,9 @@ impl<L: Lookups> Session<L> {
                     {
                         self.overlong = false;
                         self.partial.clear();
+                        // An AUTH response that long is no response: the
+                        // exchange ends with the error.
+                        self.exchange = None;
                         self.error(reply::LINE_TOO_LONG, out)
                     } else if self.partial.is_empty() {
                         self.line(&rest[..nl], out)
@@ -430,6 +437,9 @@ impl<L: Lookups> Session<L> {
         self.auth_user = None;
         self.exchange = None;
         self.credentials = None;
+        // What AUTH_SET_ changed goes with the AUTH.
+        self.cfg.databytes = self.connect_settings.0;
+        self.cfg.relayclient = self.connect_settings.1.clone();
     }
 
     /// The authenticated user, if any.
@@ -779,13 +789,8 @@ impl<L: Lookups> Session<L> {
                 self.auth_user = Some((user.to_vec(), mechanism));
                 for (name, value) in &self.cfg.auth_env {
                     match name.as_str() {
-                        "DATABYTES" => {
-                            self.cfg.databytes = value
-                                .as_deref()
-                                .and_then(|v| std::str::from_utf8(v).ok())
-                                .and_then(|v| v.trim().parse().ok())
-                                .unwrap_or(0);
-                        }
+                        // Read as DATABYTES is: leading digits.
+                        "DATABYTES" => self.cfg.databytes = crate::policy::number(value.as_deref()),
                         "RELAYCLIENT" => self.cfg.relayclient = value.clone(),
                         _ => {}
                     }

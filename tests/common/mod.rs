@@ -161,9 +161,6 @@ impl<'a> Setup<'a> {
             std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
             queue = wrapper;
         }
-        let port = free_port();
-        let mut cmd = Command::new("tcpserver");
-        cmd.arg("-R").arg("-H").args(["-l", "mx.test"]);
         if let Some(rules) = self.rules {
             need("tcprules");
             let src = dir.join("rules.txt");
@@ -175,31 +172,65 @@ impl<'a> Setup<'a> {
                 .spawn()
                 .unwrap();
             assert!(c.wait().unwrap().success(), "tcprules failed");
-            cmd.arg("-x").arg(dir.join("rules.cdb"));
         }
-        cmd.args(["127.0.0.1", &port.to_string()])
-            .arg(bin())
-            .args(&self.args)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("QMAILHOME", &dir)
-            .env("QMAILQUEUE", &queue)
-            .env("FAKEQ_DIR", dir.join("queue"))
-            .stdin(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap())
-            .process_group(0);
-        for (k, v) in &self.env {
-            cmd.env(k, v);
+        // A port from free_port() may be taken by a parallel test before
+        // tcpserver binds it; then tcpserver exits and the probe would
+        // reach the other test's server. Only a probe that our own
+        // qmail-smtpd logged counts; otherwise try another port.
+        for _attempt in 0..5 {
+            let port = free_port();
+            let mut cmd = Command::new("tcpserver");
+            cmd.arg("-R").arg("-H").args(["-l", "mx.test"]);
+            if self.rules.is_some() {
+                cmd.arg("-x").arg(dir.join("rules.cdb"));
+            }
+            let log = dir.join("stderr.log");
+            cmd.args(["127.0.0.1", &port.to_string()])
+                .arg(bin())
+                .args(&self.args)
+                .env_clear()
+                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+                .env("QMAILHOME", &dir)
+                .env("QMAILQUEUE", &queue)
+                .env("FAKEQ_DIR", dir.join("queue"))
+                .stdin(Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .process_group(0);
+            for (k, v) in &self.env {
+                cmd.env(k, v);
+            }
+            let mut child = cmd.spawn().expect("start tcpserver");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let ours = loop {
+                if child.try_wait().unwrap().is_some() {
+                    break false;
+                }
+                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    // Our server logs every connection it serves.
+                    let logged = Instant::now() + Duration::from_secs(5);
+                    while std::fs::metadata(&log).map_or(0, |m| m.len()) == 0
+                        && Instant::now() < logged
+                    {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    break std::fs::metadata(&log).map_or(0, |m| m.len()) > 0;
+                }
+                assert!(Instant::now() < deadline, "tcpserver did not start");
+                std::thread::sleep(Duration::from_millis(20));
+            };
+            if !ours {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(-(child.id() as i32)),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
+                let _ = child.wait();
+                continue;
+            }
+            // That probe connection was served; let it finish.
+            std::thread::sleep(Duration::from_millis(50));
+            return Server { dir, port, child };
         }
-        let child = cmd.spawn().expect("start tcpserver");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "tcpserver did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        // That probe connection was served; let it finish.
-        std::thread::sleep(Duration::from_millis(50));
-        Server { dir, port, child }
+        panic!("could not start tcpserver on a free port");
     }
 }
 
