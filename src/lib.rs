@@ -5,6 +5,7 @@
 #![deny(unsafe_code)]
 
 pub mod auth;
+pub mod check;
 pub mod checkpassword;
 pub mod control;
 pub mod explain;

@@ -7,11 +7,11 @@
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use qmail_smtpd::checkpassword::{self, Backend, Invocation};
 use qmail_smtpd::control::{self, ControlLookups, Env};
-use qmail_smtpd::explain;
 use qmail_smtpd::io::fd::{FdTransport, IoError};
 use qmail_smtpd::io::tls::TlsInfo;
 use qmail_smtpd::io::transport::Transport;
@@ -19,6 +19,7 @@ use qmail_smtpd::log;
 use qmail_smtpd::policy::Link;
 use qmail_smtpd::queue::{self, Queue};
 use qmail_smtpd::smtp::session::{Action, AuthResult, End, Output, Session, printable};
+use qmail_smtpd::{check, explain};
 
 /// Read size: large enough that DATA moves in big steps.
 const READ_BUF: usize = 64 * 1024;
@@ -42,6 +43,9 @@ fn run() -> i32 {
     }
     if args.first().is_some_and(|a| a == "--explain") {
         return explain_main(&args[1..]);
+    }
+    if args.first().is_some_and(|a| a == "--check") {
+        return check_main(&args[1..]);
     }
     let invocation = match checkpassword::parse_invocation(&args, checkpassword::on_path) {
         Ok(i) => i,
@@ -119,6 +123,40 @@ fn explain_main(args: &[OsString]) -> i32 {
         }
     );
     0
+}
+
+/// `qmail-smtpd --check [--user NAME] [hostname] [checkpassword
+/// subprogram...]`: exit 1 if anything is an error.
+fn check_main(args: &[OsString]) -> i32 {
+    let (opts, rest) = match check::parse_args(args) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("qmail-smtpd --check: {e}");
+            eprintln!(
+                "usage: qmail-smtpd --check [--user NAME] [hostname] [checkpassword subprogram ...]"
+            );
+            return 2;
+        }
+    };
+    let mut findings = Vec::new();
+    let invocation = match checkpassword::parse_invocation(&rest, checkpassword::on_path) {
+        Ok(i) => i,
+        Err(e) => {
+            findings.push(check::Finding {
+                level: check::Level::Error,
+                text: e,
+            });
+            Invocation::default()
+        }
+    };
+    let now = i64::try_from(now()).unwrap_or(i64::MAX);
+    findings.extend(check::check(&Env::from_process(), &invocation, &opts, now));
+    let mut worst = check::Level::Ok;
+    for f in &findings {
+        println!("{}: {}", f.level, f.text);
+        worst = worst.max(f.level);
+    }
+    i32::from(worst == check::Level::Error)
 }
 
 /// TLS facts exported to qmail-queue, so queue filters can see them.
@@ -289,6 +327,14 @@ fn dialogue(
             Action::OpenQueue => {
                 let mut env = tls_env.clone();
                 env.extend(session.queue_env());
+                // jms1: AUTH_SET_QMAILQUEUE picks another queue program.
+                let program = match env.iter().rev().find(|(k, _)| k == "QMAILQUEUE") {
+                    Some((_, Some(q))) if !q.is_empty() => {
+                        std::path::PathBuf::from(std::ffi::OsStr::from_bytes(q))
+                    }
+                    _ => queue_program.to_path_buf(),
+                };
+                let queue_program = program.as_path();
                 let opened = match Queue::spawn(queue_program, &env) {
                     Ok(q) => {
                         let pid = q.pid();

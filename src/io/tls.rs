@@ -129,6 +129,20 @@ pub fn server_config(
     Ok((Arc::new(config), warnings))
 }
 
+/// The first (end-entity) certificate in a PEM file, as DER.
+pub fn end_entity_certificate(path: &Path) -> Result<Vec<u8>, ConfigError> {
+    let mut certs =
+        CertificateDer::pem_file_iter(path).map_err(|e| pem_error(path, "certificate", &e))?;
+    match certs.next() {
+        Some(Ok(c)) => Ok(c.as_ref().to_vec()),
+        Some(Err(e)) => Err(pem_error(path, "certificate", &e)),
+        None => Err(ConfigError(format!(
+            "{}: no certificate found",
+            path.display()
+        ))),
+    }
+}
+
 /// OpenSSL names of the suites rustls offers by default.
 const OPENSSL_NAMES: &[(&str, CipherSuite)] = &[
     (

@@ -1,0 +1,497 @@
+//! `qmail-smtpd --check`: a lint of the installation. It reads what a
+//! connection would read and judges file permissions as the account the
+//! service runs as (`--user`, default `qmaild`, as tcpserver's `-u` would
+//! set), since an administrator runs it as root. Exit status 1 when any
+//! finding is an error.
+
+use std::ffi::{CString, OsString};
+use std::fmt;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use crate::checkpassword::Invocation;
+use crate::control::{self, Env};
+use crate::io::tls;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Ok,
+    Warning,
+    Error,
+}
+
+impl fmt::Display for Level {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Level::Ok => "ok",
+            Level::Warning => "warning",
+            Level::Error => "error",
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Finding {
+    pub level: Level,
+    pub text: String,
+}
+
+/// The account whose view of the files is judged.
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub name: String,
+    pub uid: u32,
+    pub groups: Vec<u32>,
+}
+
+impl Account {
+    /// Look the user up in the password database.
+    pub fn lookup(name: &str) -> Option<Account> {
+        let user = nix::unistd::User::from_name(name).ok()??;
+        let cname = CString::new(name).ok()?;
+        let groups = nix::unistd::getgrouplist(&cname, user.gid)
+            .map(|g| g.into_iter().map(|g| g.as_raw()).collect())
+            .unwrap_or_else(|_| vec![user.gid.as_raw()]);
+        Some(Account {
+            name: name.into(),
+            uid: user.uid.as_raw(),
+            groups,
+        })
+    }
+
+    /// May this account access `path` for `bits` (4 read, 2 write, 1
+    /// execute), including search permission on every directory above it?
+    pub fn may(&self, path: &Path, bits: u32) -> bool {
+        let allowed = |meta: &std::fs::Metadata, bits: u32| {
+            if self.uid == 0 {
+                // root may read anything, and execute what has any x bit.
+                return bits != 1 || meta.mode() & 0o111 != 0;
+            }
+            let mode = meta.mode();
+            let shift = if meta.uid() == self.uid {
+                6
+            } else if self.groups.contains(&meta.gid()) {
+                3
+            } else {
+                0
+            };
+            (mode >> shift) & bits == bits
+        };
+        let Ok(abs) = std::path::absolute(path) else {
+            return false;
+        };
+        for dir in abs.ancestors().skip(1) {
+            match std::fs::metadata(dir) {
+                Ok(m) if allowed(&m, 1) => {}
+                _ => return false,
+            }
+        }
+        std::fs::metadata(&abs).is_ok_and(|m| allowed(&m, bits))
+    }
+}
+
+/// The options of `--check`.
+#[derive(Debug)]
+pub struct Options {
+    pub user: String,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            user: "qmaild".into(),
+        }
+    }
+}
+
+pub fn parse_args(args: &[OsString]) -> Result<(Options, Vec<OsString>), String> {
+    let mut opts = Options::default();
+    let mut rest = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.to_string_lossy().as_ref() {
+            "--user" => {
+                opts.user = it
+                    .next()
+                    .ok_or("--user needs a value")?
+                    .to_string_lossy()
+                    .into_owned();
+            }
+            "--" => {
+                rest.extend(it.cloned());
+                break;
+            }
+            o if o.starts_with("--") => return Err(format!("unknown option {o}")),
+            _ => rest.push(a.clone()),
+        }
+    }
+    Ok((opts, rest))
+}
+
+/// Run every check; `now` is the Unix time.
+pub fn check(env: &Env, invocation: &Invocation, opts: &Options, now: i64) -> Vec<Finding> {
+    let mut f = Vec::new();
+    let mut say = |level, text: String| f.push(Finding { level, text });
+    let account = Account::lookup(&opts.user);
+    if account.is_none() {
+        say(
+            Level::Warning,
+            format!(
+                "user {} does not exist: file permissions not judged (give --user)",
+                opts.user
+            ),
+        );
+    }
+
+    // Control files and the environment, as a connection reads them.
+    let settings = match control::load(env, invocation) {
+        Ok(s) => {
+            say(Level::Ok, "control files and environment read".into());
+            Some(s)
+        }
+        Err(e) => {
+            say(
+                Level::Error,
+                format!("a connection would get {}: {e}", e.reply().code),
+            );
+            None
+        }
+    };
+    let home = env.get("QMAILHOME").filter(|v| !v.is_empty()).map_or_else(
+        || PathBuf::from("/var/qmail"),
+        |v| PathBuf::from(std::ffi::OsStr::from_bytes(v)),
+    );
+    let control = home.join("control");
+    if let Some(s) = &settings {
+        for w in &s.warnings {
+            let level = if w.contains("rcpthosts is missing") {
+                Level::Error
+            } else {
+                Level::Warning
+            };
+            say(level, w.clone());
+        }
+        if s.config.rcpthosts.is_some() {
+            say(Level::Ok, "control/rcpthosts exists".into());
+        }
+        if let Some(acc) = &account {
+            for name in [
+                "me",
+                "rcpthosts",
+                "morercpthosts.cdb",
+                "badmailfrom",
+                "databytes",
+            ] {
+                let p = control.join(name);
+                if p.exists() && !acc.may(&p, 4) {
+                    say(
+                        Level::Error,
+                        format!(
+                            "{} is not readable by {}: connections get 421",
+                            p.display(),
+                            acc.name
+                        ),
+                    );
+                }
+            }
+            if !acc.may(&s.queue_program, 1) {
+                say(
+                    Level::Error,
+                    format!(
+                        "{} is not executable by {}: DATA gets 451",
+                        s.queue_program.display(),
+                        acc.name
+                    ),
+                );
+            }
+        }
+    }
+
+    // Relaying for everybody.
+    if env.get("RELAYCLIENT").is_some() {
+        say(
+            Level::Error,
+            "RELAYCLIENT is set for every client of this service: an open relay (set it per address in the tcprules file)".into(),
+        );
+    }
+    let insecure = crate::policy::number(env.get("ALLOW_INSECURE_AUTH")) > 0
+        || env.get("FORCETLS") == Some(b"0");
+    if insecure && invocation.backend.is_some() {
+        say(
+            Level::Warning,
+            "ALLOW_INSECURE_AUTH/FORCETLS=0: passwords may cross the network in clear".into(),
+        );
+    }
+
+    // The certificate.
+    let cert = env
+        .get("TLS_SERVER_CERT")
+        .filter(|v| !v.is_empty())
+        .map_or_else(
+            || control.join("servercert.pem"),
+            |v| PathBuf::from(std::ffi::OsStr::from_bytes(v)),
+        );
+    let key = env
+        .get("TLS_SERVER_KEY")
+        .filter(|v| !v.is_empty())
+        .map(|v| PathBuf::from(std::ffi::OsStr::from_bytes(v)));
+    check_certificate(&cert, key.as_deref(), account.as_ref(), now, &mut say);
+    let client = control.join("clientcert.pem");
+    if let (Ok(a), Ok(b)) = (std::fs::canonicalize(&client), std::fs::canonicalize(&cert)) {
+        if a == b {
+            say(
+                Level::Warning,
+                format!(
+                    "{} is the same file as {}: one file has one owner and group, so it cannot be readable by both qmail-smtpd's and qmail-remote's users without being world-readable: use two files",
+                    client.display(),
+                    cert.display()
+                ),
+            );
+        }
+    }
+
+    // The AUTH back-end.
+    if let Some(b) = &invocation.backend {
+        let programs =
+            std::iter::once(b.program.clone()).chain(b.subprogram.first().map(PathBuf::from));
+        for p in programs {
+            let resolved = resolve(&p);
+            match (&resolved, &account) {
+                (None, _) => say(
+                    Level::Error,
+                    format!("{} not found: AUTH would always fail (454)", p.display()),
+                ),
+                (Some(r), Some(acc)) if !acc.may(r, 1) => say(
+                    Level::Error,
+                    format!(
+                        "{} is not executable by {}: AUTH would always fail (454)",
+                        r.display(),
+                        acc.name
+                    ),
+                ),
+                (Some(r), _) => say(Level::Ok, format!("{} is executable", r.display())),
+            }
+        }
+        if let (Ok(me), Some(acc)) = (std::env::current_exe(), &account) {
+            // checkpassword runs this binary as the user it switches to.
+            if !Account::world().may(&me, 1) {
+                say(
+                    Level::Warning,
+                    format!(
+                        "{} is not executable by every user: checkpassword runs it after switching to the mail user ({} can{})",
+                        me.display(),
+                        acc.name,
+                        if acc.may(&me, 1) { "" } else { "not" }
+                    ),
+                );
+            }
+        }
+    }
+    f
+}
+
+impl Account {
+    /// Nobody in particular: only the "other" permission bits count.
+    fn world() -> Account {
+        Account {
+            name: "others".into(),
+            uid: u32::MAX - 1,
+            groups: vec![],
+        }
+    }
+}
+
+/// A program name as exec would find it.
+fn resolve(p: &Path) -> Option<PathBuf> {
+    if p.as_os_str().as_bytes().contains(&b'/') {
+        return p.exists().then(|| p.to_path_buf());
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(p))
+        .find(|c| c.is_file())
+}
+
+fn check_certificate(
+    cert: &Path,
+    key: Option<&Path>,
+    account: Option<&Account>,
+    now: i64,
+    say: &mut impl FnMut(Level, String),
+) {
+    if !cert.exists() {
+        say(
+            Level::Warning,
+            format!("{} does not exist: STARTTLS is not offered", cert.display()),
+        );
+        return;
+    }
+    match tls::server_config(cert, key, None) {
+        Ok(_) => say(
+            Level::Ok,
+            format!("{}: certificate and key load, and match", cert.display()),
+        ),
+        Err(e) => say(Level::Error, format!("{e}: STARTTLS would not be offered")),
+    }
+    match tls::end_entity_certificate(cert).map(|der| validity(&der)) {
+        Ok(Some((_, not_after))) => {
+            let days = (not_after - now).div_euclid(86_400);
+            if not_after <= now {
+                say(
+                    Level::Error,
+                    format!("{}: the certificate has expired", cert.display()),
+                );
+            } else if days < 30 {
+                say(
+                    Level::Warning,
+                    format!(
+                        "{}: the certificate expires in {days} day(s)",
+                        cert.display()
+                    ),
+                );
+            } else {
+                say(
+                    Level::Ok,
+                    format!(
+                        "{}: the certificate is valid for {days} more days",
+                        cert.display()
+                    ),
+                );
+            }
+        }
+        Ok(None) => say(
+            Level::Warning,
+            format!("{}: cannot read the certificate's validity", cert.display()),
+        ),
+        Err(_) => {}
+    }
+    for path in std::iter::once(cert).chain(key) {
+        let Ok(meta) = std::fs::metadata(path) else {
+            continue;
+        };
+        if meta.mode() & 0o004 != 0 {
+            say(
+                Level::Error,
+                format!(
+                    "{} is readable by every user: it holds the private key (chmod o-r, group qmaild)",
+                    path.display()
+                ),
+            );
+        }
+        if let Some(acc) = account {
+            if !acc.may(path, 4) {
+                say(
+                    Level::Error,
+                    format!(
+                        "{} is not readable by {}: STARTTLS would not be offered",
+                        path.display(),
+                        acc.name
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// A DER element: (tag, contents, rest).
+fn der(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, mut rest) = rest.split_first()?;
+    let len = if first < 0x80 {
+        usize::from(first)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let len = rest[..n]
+            .iter()
+            .fold(0usize, |l, &b| (l << 8) | usize::from(b));
+        rest = &rest[n..];
+        len
+    };
+    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+}
+
+/// A certificate's validity period as Unix times (RFC 5280 §4.1.2.5).
+pub fn validity(cert: &[u8]) -> Option<(i64, i64)> {
+    let (0x30, certificate, _) = der(cert)? else {
+        return None;
+    };
+    let (0x30, tbs, _) = der(certificate)? else {
+        return None;
+    };
+    let mut rest = tbs;
+    // version [0] EXPLICIT, optional
+    let (tag, _, after) = der(rest)?;
+    if tag == 0xa0 {
+        rest = after;
+    }
+    let (_, _, rest) = der(rest)?; // serialNumber
+    let (_, _, rest) = der(rest)?; // signature
+    let (_, _, rest) = der(rest)?; // issuer
+    let (0x30, validity, _) = der(rest)? else {
+        return None;
+    };
+    let (t1, nb, rest) = der(validity)?;
+    let (t2, na, _) = der(rest)?;
+    Some((time(t1, nb)?, time(t2, na)?))
+}
+
+/// UTCTime (`YYMMDDHHMMSSZ`) or GeneralizedTime (`YYYYMMDDHHMMSSZ`).
+fn time(tag: u8, s: &[u8]) -> Option<i64> {
+    let s = std::str::from_utf8(s).ok()?.strip_suffix('Z')?;
+    let (year, rest) = match (tag, s.len()) {
+        (0x17, 12) => {
+            let yy: i64 = s[..2].parse().ok()?;
+            (if yy >= 50 { 1900 + yy } else { 2000 + yy }, &s[2..])
+        }
+        (0x18, 14) => (s[..4].parse().ok()?, &s[4..]),
+        _ => return None,
+    };
+    let n = |i: usize| rest.get(i..i + 2)?.parse::<i64>().ok();
+    let (month, day, hour, min, sec) = (n(0)?, n(2)?, n(4)?, n(6)?, n(8)?);
+    Some(days_from_civil(year, month, day) * 86_400 + hour * 3600 + min * 60 + sec)
+}
+
+/// Days since 1970-01-01 (Howard Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_days() {
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+        assert_eq!(time(0x17, b"261122115435Z"), Some(1_795_348_475));
+        assert_eq!(time(0x18, b"20261122115435Z"), Some(1_795_348_475));
+        assert_eq!(time(0x17, b"491231235959Z"), Some(2_524_607_999));
+        assert_eq!(time(0x17, b"26112211543Z"), None);
+    }
+
+    #[test]
+    fn der_lengths() {
+        assert_eq!(
+            der(&[0x30, 0x01, 0xff, 0x00]),
+            Some((0x30, &[0xff][..], &[0x00][..]))
+        );
+        assert_eq!(
+            der(&[0x30, 0x81, 0x01, 0xff]),
+            Some((0x30, &[0xff][..], &[][..]))
+        );
+        assert_eq!(der(&[0x30, 0x05, 0xff]), None);
+        assert_eq!(der(&[0x30, 0x80]), None);
+        assert_eq!(validity(&[0x30, 0x00]), None);
+    }
+}
