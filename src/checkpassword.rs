@@ -230,20 +230,19 @@ fn run(
             Err(e) => return Err(e),
         }
     }
-    let pid = Pid::from_raw(i32::try_from(child.id()).unwrap_or(0));
-    let status = loop {
-        if timed_out || Instant::now() >= deadline {
-            let _ = killpg(pid, Signal::SIGKILL);
-            let _ = child.wait();
-            return Ok((
-                AuthResult::TempFail,
-                format!("timed out after {}s: killed", timeout.as_secs()),
-            ));
-        }
-        if let Some(st) = child.try_wait()? {
-            break st;
-        }
-        std::thread::sleep(Duration::from_millis(1));
+    let status = if timed_out {
+        None
+    } else {
+        crate::child::wait_until(&mut child, deadline)?
+    };
+    let Some(status) = status else {
+        let pid = Pid::from_raw(i32::try_from(child.id()).unwrap_or(0));
+        let _ = killpg(pid, Signal::SIGKILL);
+        let _ = child.wait();
+        return Ok((
+            AuthResult::TempFail,
+            format!("timed out after {}s: killed", timeout.as_secs()),
+        ));
     };
     let reported_uid = std::str::from_utf8(&report)
         .ok()

@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod check;
 pub mod checkpassword;
+pub mod child;
 pub mod control;
 pub mod explain;
 pub mod io;

@@ -90,6 +90,7 @@ fn run() -> i32 {
         &settings.queue_program,
         tls_env,
         auth,
+        settings.timeout,
     )
 }
 
@@ -243,6 +244,7 @@ fn serve(
     queue_program: &std::path::Path,
     tls_env: Vec<(String, Option<Vec<u8>>)>,
     auth: Option<(Backend, Duration)>,
+    timeout: Duration,
 ) -> i32 {
     let started = Instant::now();
     let mut conn = Conn {
@@ -251,7 +253,7 @@ fn serve(
         transcript: session.config().transcript,
         rejected: BTreeMap::new(),
     };
-    let (code, edge_end) = dialogue(session, &mut conn, queue_program, tls_env, auth);
+    let (code, edge_end) = dialogue(session, &mut conn, queue_program, tls_env, auth, timeout);
     let how = session.end().map_or(edge_end, End::name);
     let rejected: Vec<String> = conn
         .rejected
@@ -279,6 +281,7 @@ fn dialogue(
     queue_program: &std::path::Path,
     mut tls_env: Vec<(String, Option<Vec<u8>>)>,
     auth: Option<(Backend, Duration)>,
+    queue_timeout: Duration,
 ) -> (i32, &'static str) {
     let mut buf = vec![0u8; READ_BUF];
     let (mut pos, mut len) = (0usize, 0usize);
@@ -335,7 +338,7 @@ fn dialogue(
                     _ => queue_program.to_path_buf(),
                 };
                 let queue_program = program.as_path();
-                let opened = match Queue::spawn(queue_program, &env) {
+                let opened = match Queue::spawn(queue_program, &env, queue_timeout) {
                     Ok(q) => {
                         let pid = q.pid();
                         queue = Some(q);

@@ -5,15 +5,23 @@
 //! it reads a complete envelope, so aborting is simply closing both pipes
 //! without one. The child gets fresh pipes on fd 0 and fd 1 and inherits
 //! fd 2; it never sees the client connection.
+//!
+//! Every write to the pipes and the wait for the exit share one deadline
+//! per step (`timeoutsmtpd`): a qmail-queue that stops reading or never
+//! exits is killed and the message refused (`451 qq timeout`), so a stuck
+//! queue program cannot hold the connection forever.
 
 use std::fs::File;
-use std::io::{self, Write};
+use std::io;
+use std::os::fd::AsFd;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
 
+use crate::child;
 use crate::smtp::session::{QueueExit, QueueOutcome};
 
 pub struct Queue {
@@ -21,6 +29,8 @@ pub struct Queue {
     body: Option<ChildStdin>,
     envelope: Option<File>,
     write_failed: bool,
+    timed_out: bool,
+    timeout: Duration,
 }
 
 /// Why qmail-queue could not be started, as the session needs to know it.
@@ -43,8 +53,12 @@ pub fn start_failure(e: &io::Error) -> QueueOutcome {
 
 impl Queue {
     /// Start `program` with `env` applied to our environment (`None`
-    /// removes a variable).
-    pub fn spawn(program: &Path, env: &[(String, Option<Vec<u8>>)]) -> io::Result<Queue> {
+    /// removes a variable). Each later step may take at most `timeout`.
+    pub fn spawn(
+        program: &Path,
+        env: &[(String, Option<Vec<u8>>)],
+        timeout: Duration,
+    ) -> io::Result<Queue> {
         use std::os::unix::ffi::OsStrExt;
         let (env_read, env_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
         let mut cmd = Command::new(program);
@@ -60,11 +74,17 @@ impl Queue {
             .stderr(Stdio::inherit())
             .spawn()?;
         let body = child.stdin.take();
+        if let Some(b) = &body {
+            child::set_nonblocking(b.as_fd())?;
+        }
+        child::set_nonblocking(env_write.as_fd())?;
         Ok(Queue {
             child,
             body,
             envelope: Some(File::from(env_write)),
             write_failed: false,
+            timed_out: false,
+            timeout,
         })
     }
 
@@ -72,12 +92,14 @@ impl Queue {
         self.child.id()
     }
 
-    /// Send message bytes. A failure (qmail-queue exited early) is
-    /// remembered and later bytes are dropped; the client's DATA is still
-    /// read to its end.
+    /// Send message bytes. A failure (qmail-queue exited early, or stopped
+    /// reading for `timeout`) is remembered and later bytes are dropped;
+    /// the client's DATA is still read to its end.
     pub fn write_body(&mut self, data: &[u8]) {
-        if let Some(body) = &mut self.body {
-            if body.write_all(data).is_err() {
+        if let Some(body) = &self.body {
+            let deadline = Instant::now() + self.timeout;
+            if let Err(e) = child::write_until(body.as_fd(), data, deadline) {
+                self.timed_out |= e.kind() == io::ErrorKind::TimedOut;
                 self.write_failed = true;
                 self.body = None;
             }
@@ -89,9 +111,13 @@ impl Queue {
         if self.body.take().is_none() {
             self.write_failed = true;
         }
-        if let Some(mut env) = self.envelope.take() {
-            if self.write_failed || env.write_all(envelope).is_err() {
-                self.write_failed = true;
+        if let Some(env) = self.envelope.take() {
+            if !self.write_failed {
+                let deadline = Instant::now() + self.timeout;
+                if let Err(e) = child::write_until(env.as_fd(), envelope, deadline) {
+                    self.timed_out |= e.kind() == io::ErrorKind::TimedOut;
+                    self.write_failed = true;
+                }
             }
         }
         self.wait()
@@ -104,14 +130,27 @@ impl Queue {
         let _ = self.wait();
     }
 
+    /// Wait for the exit, at most `timeout`; a queue program that does not
+    /// exit by then (or that stopped reading) is killed.
     fn wait(&mut self) -> QueueOutcome {
-        let exit = match self.child.wait() {
-            Ok(st) => match (st.code(), st.signal()) {
+        let status = if self.timed_out {
+            None
+        } else {
+            child::wait_until(&mut self.child, Instant::now() + self.timeout)
+                .ok()
+                .flatten()
+        };
+        let exit = match status {
+            Some(st) => match (st.code(), st.signal()) {
                 (Some(c), _) => QueueExit::Exited(c),
                 (None, Some(_)) => QueueExit::Signaled,
                 (None, None) => QueueExit::Unknown,
             },
-            Err(_) => QueueExit::Unknown,
+            None => {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                QueueExit::TimedOut
+            }
         };
         QueueOutcome {
             exit,

@@ -224,6 +224,9 @@ pub enum QueueExit {
     Signaled,
     /// It could not be started or waited for.
     Unknown,
+    /// It stopped reading or did not exit within `timeoutsmtpd`, and was
+    /// killed.
+    TimedOut,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -239,6 +242,7 @@ pub fn queue_reply(outcome: QueueOutcome) -> Option<Reply> {
     let code = match outcome.exit {
         QueueExit::Signaled => return Some(reply::QQ_CRASHED),
         QueueExit::Unknown => return Some(reply::QQ_TEMP_PROBLEM),
+        QueueExit::TimedOut => return Some(reply::QQ_TIMEOUT),
         QueueExit::Exited(c) => c,
     };
     Some(match code {
