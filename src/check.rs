@@ -178,10 +178,14 @@ pub fn check(env: &Env, invocation: &Invocation, opts: &Options, now: i64) -> Ve
         if let Some(acc) = &account {
             for name in [
                 "me",
+                "smtpgreeting",
+                "localiphost",
                 "rcpthosts",
                 "morercpthosts.cdb",
                 "badmailfrom",
                 "databytes",
+                "timeoutsmtpd",
+                "tlsserverciphers",
             ] {
                 let p = control.join(name);
                 if p.exists() && !acc.may(&p, 4) {
@@ -236,7 +240,15 @@ pub fn check(env: &Env, invocation: &Invocation, opts: &Options, now: i64) -> Ve
         .get("TLS_SERVER_KEY")
         .filter(|v| !v.is_empty())
         .map(|v| PathBuf::from(std::ffi::OsStr::from_bytes(v)));
-    check_certificate(&cert, key.as_deref(), account.as_ref(), now, &mut say);
+    let smtps = env.get("SMTPS").is_some();
+    check_certificate(
+        &cert,
+        key.as_deref(),
+        account.as_ref(),
+        now,
+        smtps,
+        &mut say,
+    );
     let client = control.join("clientcert.pem");
     if let (Ok(a), Ok(b)) = (std::fs::canonicalize(&client), std::fs::canonicalize(&cert)) {
         if a == b {
@@ -253,9 +265,16 @@ pub fn check(env: &Env, invocation: &Invocation, opts: &Options, now: i64) -> Ve
 
     // The AUTH back-end.
     if let Some(b) = &invocation.backend {
-        let programs =
-            std::iter::once(b.program.clone()).chain(b.subprogram.first().map(PathBuf::from));
-        for p in programs {
+        // checkpassword runs as the service account; the subprogram as
+        // whichever user checkpassword switches to, so it must be
+        // executable by everyone.
+        let world = Account::world();
+        let programs = std::iter::once((b.program.clone(), account.clone())).chain(
+            b.subprogram
+                .first()
+                .map(|s| (PathBuf::from(s), Some(world.clone()))),
+        );
+        for (p, account) in programs {
             let resolved = resolve(&p);
             match (&resolved, &account) {
                 (None, _) => say(
@@ -318,13 +337,24 @@ fn check_certificate(
     key: Option<&Path>,
     account: Option<&Account>,
     now: i64,
+    smtps: bool,
     say: &mut impl FnMut(Level, String),
 ) {
     if !cert.exists() {
-        say(
-            Level::Warning,
-            format!("{} does not exist: STARTTLS is not offered", cert.display()),
-        );
+        if smtps {
+            say(
+                Level::Error,
+                format!(
+                    "{} does not exist: with SMTPS every connection is closed before the greeting",
+                    cert.display()
+                ),
+            );
+        } else {
+            say(
+                Level::Warning,
+                format!("{} does not exist: STARTTLS is not offered", cert.display()),
+            );
+        }
         return;
     }
     match tls::server_config(cert, key, None) {
@@ -332,7 +362,17 @@ fn check_certificate(
             Level::Ok,
             format!("{}: certificate and key load, and match", cert.display()),
         ),
-        Err(e) => say(Level::Error, format!("{e}: STARTTLS would not be offered")),
+        Err(e) => say(
+            Level::Error,
+            format!(
+                "{e}: {}",
+                if smtps {
+                    "with SMTPS every connection is closed before the greeting"
+                } else {
+                    "STARTTLS would not be offered"
+                }
+            ),
+        ),
     }
     match tls::end_entity_certificate(cert).map(|der| validity(&der)) {
         Ok(Some((_, not_after))) => {
@@ -366,15 +406,17 @@ fn check_certificate(
         ),
         Err(_) => {}
     }
+    // The file that holds the private key must not be world-readable.
+    let key_file = key.unwrap_or(cert);
     for path in std::iter::once(cert).chain(key) {
         let Ok(meta) = std::fs::metadata(path) else {
             continue;
         };
-        if meta.mode() & 0o004 != 0 {
+        if path == key_file && meta.mode() & 0o004 != 0 {
             say(
                 Level::Error,
                 format!(
-                    "{} is readable by every user: it holds the private key (chmod o-r, group qmaild)",
+                    "{} is readable by every user: it holds the private key (chmod o-r; give it the service account's group)",
                     path.display()
                 ),
             );

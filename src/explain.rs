@@ -243,7 +243,9 @@ pub fn explain(mut env: Env, invocation: &Invocation, opts: &Options) -> Report 
     let relayclient = settings.config.relayclient.clone();
     let rcpthosts = settings.config.rcpthosts.clone();
     let mut session = Session::new(settings.config, settings.lookups);
-    let tls_ok = session.lookups().tls_available();
+    // The certificate matters only where this program does TLS.
+    let tls_ok = (link == Link::ImplicitTls || (link == Link::Plain && policy.tls.starttls))
+        && session.lookups().tls_available();
 
     let mut greet = Output::default();
     session.greet(&mut greet);
