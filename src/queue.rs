@@ -14,7 +14,7 @@
 use std::fs::File;
 use std::io;
 use std::os::fd::AsFd;
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -68,10 +68,13 @@ impl Queue {
                 None => cmd.env_remove(k),
             };
         }
+        // Its own process group, so a timeout kills what it started too
+        // (a QMAILQUEUE filter's children).
         let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::from(env_read))
             .stderr(Stdio::inherit())
+            .process_group(0)
             .spawn()?;
         let body = child.stdin.take();
         if let Some(b) = &body {
@@ -147,7 +150,10 @@ impl Queue {
                 (None, None) => QueueExit::Unknown,
             },
             None => {
-                let _ = self.child.kill();
+                if let Ok(pid) = i32::try_from(self.child.id()) {
+                    let pgid = nix::unistd::Pid::from_raw(pid);
+                    let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+                }
                 let _ = self.child.wait();
                 QueueExit::TimedOut
             }

@@ -8,7 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{fake_checkpassword, fake_queue, need, text};
+use common::{fake_checkpassword, fake_queue, make_cert_with};
 
 struct Home(PathBuf);
 
@@ -36,37 +36,18 @@ fn account() -> String {
 /// A certificate valid for `days`, key included, mode 0640, group the
 /// account's (so it can read it, others cannot).
 fn cert(path: &Path, days: u32) {
-    need("openssl");
-    let dir = path.parent().unwrap();
-    let (c, k) = (dir.join("c.tmp"), dir.join("k.tmp"));
-    let o = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
+    let days = days.to_string();
+    make_cert_with(
+        path,
+        &[
             "-newkey",
             "ec",
             "-pkeyopt",
             "ec_paramgen_curve:P-256",
-            "-nodes",
-        ])
-        .args([
             "-days",
-            &days.to_string(),
-            "-subj",
-            "/CN=mx.test",
-            "-keyout",
-        ])
-        .arg(&k)
-        .arg("-out")
-        .arg(&c)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", text(&o));
-    let mut pem = std::fs::read(&c).unwrap();
-    pem.extend(std::fs::read(&k).unwrap());
-    std::fs::write(path, pem).unwrap();
-    let _ = std::fs::remove_file(c);
-    let _ = std::fs::remove_file(k);
+            &days,
+        ],
+    );
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o640)).unwrap();
     if is_root() {
         let nogroup = nix::unistd::User::from_name("nobody").unwrap().unwrap().gid;

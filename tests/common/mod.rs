@@ -334,6 +334,8 @@ impl Client {
             }
             let mut tmp = [0u8; 4096];
             match self.s.read(&mut tmp) {
+                // A signal interrupts a read with a timeout: not an EOF.
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Ok(0) | Err(_) => return None,
                 Ok(n) => self.buf.extend_from_slice(&tmp[..n]),
             }
@@ -346,22 +348,28 @@ impl Client {
             match self.s.read(&mut tmp) {
                 Ok(0) => return true,
                 Ok(n) => self.buf.extend_from_slice(&tmp[..n]),
-                Err(_) => return false,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                // Closing with unread input makes the kernel reset.
+                Err(e) => return e.kind() == std::io::ErrorKind::ConnectionReset,
             }
         }
     }
 }
 
-/// A self-signed certificate and its key in one PEM file, as qmail-tls keeps
-/// control/servercert.pem.
+/// A self-signed RSA-2048 certificate and its key in one PEM file, as
+/// qmail-tls keeps control/servercert.pem.
 pub fn make_cert(path: &std::path::Path) {
+    make_cert_with(path, &["-newkey", "rsa:2048", "-days", "2"]);
+}
+
+/// The same with other `openssl req` key and validity options.
+pub fn make_cert_with(path: &std::path::Path, options: &[&str]) {
     need("openssl");
     let dir = path.parent().unwrap();
     let (c, k) = (dir.join("c.tmp"), dir.join("k.tmp"));
     let o = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-        ])
+        .args(["req", "-x509", "-nodes"])
+        .args(options)
         .args(["-subj", "/CN=mx.test", "-keyout"])
         .arg(&k)
         .arg("-out")
@@ -385,4 +393,34 @@ pub fn python(script: &str) -> String {
         .unwrap();
     assert!(o.status.success(), "python failed: {}", text(&o));
     String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+// ---- Added for tests/hostile.rs: the log's summary lines. ----
+
+impl Server {
+    /// The summary lines (`end remote=... how=...`) logged so far: one per
+    /// connection served, including the probe `Setup::start` makes.
+    pub fn end_lines(&self) -> Vec<String> {
+        self.stderr_log()
+            .lines()
+            .filter(|l| l.contains(": end remote="))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Wait until at least `n` summary lines are logged; `None` if they do
+    /// not all come within `within`.
+    pub fn wait_end_lines(&self, n: usize, within: Duration) -> Option<Vec<String>> {
+        let deadline = Instant::now() + within;
+        loop {
+            let lines = self.end_lines();
+            if lines.len() >= n {
+                return Some(lines);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
