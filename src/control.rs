@@ -292,6 +292,7 @@ pub fn load(env: &Env, invocation: &Invocation) -> Result<Settings, StartupError
             local_ips: OnceLock::new(),
             tls_source,
             tls_config: OnceLock::new(),
+            tls_files: OnceLock::new(),
             cram_host,
             challenges: std::cell::Cell::new(0),
         },
@@ -394,6 +395,8 @@ pub struct ControlLookups {
     /// The TLS configuration, loaded the first time TLS could be offered;
     /// `None` if it is unusable (the reason is logged once).
     tls_config: OnceLock<Option<Arc<tls::ServerConfig>>>,
+    /// Whether the PEM files hold a certificate and a key (checked once).
+    tls_files: OnceLock<bool>,
     /// The host name in CRAM-MD5 challenges.
     cram_host: Vec<u8>,
     /// Challenges made so far (part of each, so none repeats).
@@ -439,8 +442,27 @@ impl Lookups for ControlLookups {
         self.local_ips.get_or_init(local_ipv4s).contains(&ip)
     }
 
+    /// Cheap: the files parse as PEM with a certificate and a key. The
+    /// key itself is loaded (an RSA key check is most of a plain session's
+    /// work) only when STARTTLS is asked for, see `tls_ready`.
     fn tls_available(&self) -> bool {
-        self.tls_config().is_some()
+        if let Some(config) = self.tls_config.get() {
+            return config.is_some();
+        }
+        *self.tls_files.get_or_init(|| {
+            let src = &self.tls_source;
+            match tls::check_pem(&src.cert, src.key.as_deref()) {
+                Ok(()) => true,
+                Err(e) => {
+                    log::line(&format!("TLS not available: {e}"));
+                    false
+                }
+            }
+        })
+    }
+
+    fn tls_ready(&self) -> bool {
+        self.tls_available() && self.tls_config().is_some()
     }
 
     /// `<pid.count.random.time@host>`: 64 random bits from the kernel, so

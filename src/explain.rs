@@ -245,7 +245,7 @@ pub fn explain(mut env: Env, invocation: &Invocation, opts: &Options) -> Report 
     let mut session = Session::new(settings.config, settings.lookups);
     // The certificate matters only where this program does TLS.
     let tls_ok = (link == Link::ImplicitTls || (link == Link::Plain && policy.tls.starttls))
-        && session.lookups().tls_available();
+        && session.lookups().tls_ready();
 
     let mut greet = Output::default();
     session.greet(&mut greet);

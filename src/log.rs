@@ -3,8 +3,9 @@
 
 use std::io::Write;
 
+/// One line, in one write(2): lines of concurrent connections sharing a
+/// log pipe must not interleave.
 pub fn line(msg: &str) {
-    let pid = std::process::id();
-    let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "qmail-smtpd: pid {pid}: {msg}");
+    let line = format!("qmail-smtpd: pid {}: {msg}\n", std::process::id());
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }

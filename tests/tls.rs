@@ -305,3 +305,42 @@ fn broken_handshakes_end_cleanly() {
     assert_eq!(log.matches("TLS handshake failed").count(), 2, "{log}");
     assert!(!log.contains("panicked"), "{log}");
 }
+
+#[test]
+fn a_key_that_does_not_match_is_found_at_starttls_and_answered_454() {
+    // EHLO only looks at the PEM (loading an RSA key is most of a plain
+    // session's work); the key is loaded when STARTTLS comes, before 220.
+    let dir = std::env::temp_dir().join(format!("qsmtpd-mismatch-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (a, b) = (dir.join("a.pem"), dir.join("b.pem"));
+    common::make_cert(&a);
+    common::make_cert(&b);
+    let a = std::fs::read_to_string(&a).unwrap();
+    let b = std::fs::read_to_string(&b).unwrap();
+    let key_at = |s: &str| s.find("-----BEGIN PRIVATE KEY").unwrap();
+    let mixed = format!("{}{}", &a[..key_at(&a)], &b[key_at(&b)..]);
+    let _ = std::fs::remove_dir_all(&dir);
+    let srv = Setup::new("mismatch")
+        .control("servercert.pem", &mixed)
+        .start();
+    let mut c = Client::connect(&srv);
+    assert!(c.reply().starts_with("220"));
+    c.send(b"EHLO x.test\r\n");
+    assert!(c.reply().contains("250 STARTTLS"));
+    c.send(b"STARTTLS\r\nNOOP\r\n");
+    assert_eq!(
+        c.reply(),
+        "454 4.7.0 TLS not available due to local problem\r\n"
+    );
+    assert_eq!(
+        c.reply(),
+        "250 2.0.0 ok\r\n",
+        "the session goes on in clear"
+    );
+    let log = srv.stderr_log();
+    assert!(
+        log.contains("TLS not available") && log.contains("certificate or key"),
+        "{log}"
+    );
+    assert!(!log.contains("PRIVATE KEY"), "{log}");
+}

@@ -129,6 +129,16 @@ pub fn server_config(
     Ok((Arc::new(config), warnings))
 }
 
+/// A quick look at the files: PEM with at least one certificate and a
+/// private key. No cryptography (see [`server_config`] for the real load).
+pub fn check_pem(cert: &Path, key: Option<&Path>) -> Result<(), ConfigError> {
+    end_entity_certificate(cert)?;
+    let key_path = key.unwrap_or(cert);
+    PrivateKeyDer::from_pem_file(key_path)
+        .map(drop)
+        .map_err(|e| pem_error(key_path, "private key", &e))
+}
+
 /// The first (end-entity) certificate in a PEM file, as DER.
 pub fn end_entity_certificate(path: &Path) -> Result<Vec<u8>, ConfigError> {
     let mut certs =

@@ -45,6 +45,12 @@ pub trait Lookups {
     /// would be advertised or is requested, so the edge can load the
     /// certificate lazily, once.
     fn tls_available(&self) -> bool;
+    /// Is TLS really usable (the key loaded and matching)? Asked when the
+    /// client sends STARTTLS, before the 220, so a late failure is still a
+    /// 454 and not a broken connection.
+    fn tls_ready(&self) -> bool {
+        self.tls_available()
+    }
     /// A fresh CRAM-MD5 challenge, `<unique@hostname>`, never repeated.
     fn cram_challenge(&self) -> Vec<u8>;
 }
@@ -700,7 +706,7 @@ impl<L: Lookups> Session<L> {
         if !self.cfg.tls.starttls {
             return self.error(reply::TLS_NOT_OFFERED, out);
         }
-        if !self.lookups.tls_available() {
+        if !self.lookups.tls_ready() {
             return self.reply(reply::TLS_UNAVAILABLE, out);
         }
         reply::STARTTLS_READY.render(&mut out.replies);
