@@ -6,6 +6,17 @@
 //! smtp-bench [options] data BYTES             one message of BYTES bytes: MiB/s through DATA
 //! smtp-bench [options] tls-session N [1.2|1.3]  N STARTTLS sessions with one message each
 //! smtp-bench [options] handshake N [1.2|1.3]    N connections doing only STARTTLS and QUIT
+//! smtp-bench [options] tls-auth-session N [1.2|1.3]
+//!                      N STARTTLS sessions, each authenticated (AUTH PLAIN with an
+//!                      initial response) and relaying one message to --relay-to
+//! smtp-bench [options] load N [1.2|1.3|plain]
+//!                      N sessions at once, one thread each: all connect and do EHLO,
+//!                      STARTTLS, the handshake and EHLO again (plain: EHLO only), then
+//!                      are held while the caller looks at the server; then each sends
+//!                      one message and QUIT. Prints `phase=held …` when all are held
+//!                      (or failed), waits for end of file or a line on standard input
+//!                      (at most --hold seconds), then prints `mode=load … ok=K`.
+//!                      Everything ends by --deadline; exit 1 unless all N succeeded.
 //!
 //! options:
 //!   --addr HOST:PORT   server (default 127.0.0.1:2525)
@@ -16,6 +27,13 @@
 //!   --from ADDR        envelope sender (default bench@client.test)
 //!   --to ADDR          envelope recipient (default rcpt@example.org)
 //!   --helo NAME        EHLO name (default client.test)
+//!   --user NAME        AUTH user name (default bench)
+//!   --password PASS    AUTH password (default bench)
+//!   --relay-to ADDR    tls-auth-session recipient, in a domain the server does not
+//!                      accept without AUTH (default rcpt@elsewhere.test)
+//!   --hold S           load: hold the sessions at most S seconds (default 30)
+//!   --deadline S       load: the whole run, connecting included, ends within S
+//!                      seconds of the start (default 60); what is not done by then fails
 //!   --warmup W         untimed runs first (default 1; session modes only)
 //!   --two-groups       pipeline: wait for the 250 after each message before sending
 //!                      the next MAIL/RCPT/DATA group (two round trips per message)
@@ -36,11 +54,13 @@
 //! `servercert.pem`), and the handshake signatures are verified with it as
 //! usual, so the client does all the work a real one does.
 
-use std::io::{self, Read, Write};
-use std::net::TcpStream;
-use std::sync::Arc;
+use std::io::{self, BufRead, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
 use rustls::client::Resumption;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, aws_lc_rs};
@@ -50,7 +70,9 @@ use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureSch
 
 const USAGE: &str = "usage: smtp-bench [--addr HOST:PORT] [--ca CERT.pem] [--sni NAME] [--kx GROUPS]
                   [--from A] [--to A] [--helo N] [--warmup W] [--two-groups]
-                  session N | pipeline N | data BYTES | tls-session N [1.2|1.3] | handshake N [1.2|1.3]";
+                  [--user U] [--password P] [--relay-to A] [--hold S] [--deadline S]
+                  session N | pipeline N | data BYTES | tls-session N [1.2|1.3] | handshake N [1.2|1.3]
+                  | tls-auth-session N [1.2|1.3] | load N [1.2|1.3|plain]";
 
 /// Client-side I/O timeout: a stalled server fails the run, it does not hang it.
 const IO_TIMEOUT: Duration = Duration::from_secs(60);
@@ -67,6 +89,11 @@ struct Opts {
     helo: String,
     warmup: usize,
     two_groups: bool,
+    user: String,
+    password: String,
+    relay_to: String,
+    hold: Duration,
+    deadline: Duration,
 }
 
 fn main() {
@@ -87,6 +114,11 @@ fn run() -> Res<()> {
         helo: "client.test".into(),
         warmup: 1,
         two_groups: false,
+        user: "bench".into(),
+        password: "bench".into(),
+        relay_to: "rcpt@elsewhere.test".into(),
+        hold: Duration::from_secs(30),
+        deadline: Duration::from_secs(60),
     };
     let mut pos = Vec::new();
     let mut args = std::env::args().skip(1);
@@ -107,6 +139,13 @@ fn run() -> Res<()> {
                     .map_err(|_| format!("--warmup: not a number: {v}"))?;
             }
             "--two-groups" => o.two_groups = true,
+            "--user" => o.user = val("--user")?,
+            "--password" => o.password = val("--password")?,
+            "--relay-to" => o.relay_to = val("--relay-to")?,
+            "--hold" => o.hold = Duration::from_secs(number(&val("--hold")?)? as u64),
+            "--deadline" => {
+                o.deadline = Duration::from_secs(number(&val("--deadline")?)? as u64);
+            }
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return Ok(());
@@ -127,6 +166,17 @@ fn run() -> Res<()> {
         ["handshake", n, rest @ ..] if rest.len() <= 1 => {
             let tls = Tls::new(&o, rest.first().copied())?;
             handshake(&o, &tls, number(n)?)
+        }
+        ["tls-auth-session", n, rest @ ..] if rest.len() <= 1 => {
+            let tls = Tls::new(&o, rest.first().copied())?;
+            tls_auth_session(&o, &tls, number(n)?)
+        }
+        ["load", n, rest @ ..] if rest.len() <= 1 => {
+            let tls = match rest.first().copied() {
+                Some("plain") => None,
+                v => Some(Tls::new(&o, v)?),
+            };
+            load(&o, tls.as_ref(), number(n)?)
         }
         _ => Err(USAGE.into()),
     }
@@ -165,17 +215,47 @@ struct Smtp {
 impl Smtp {
     fn connect(addr: &str) -> Res<Smtp> {
         let s = TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
+        Smtp::with_socket(s, IO_TIMEOUT)
+    }
+
+    /// Connect, with every step (connecting included) bounded by `deadline`.
+    fn connect_until(addr: &str, deadline: Instant) -> Res<Smtp> {
+        let sa = addr
+            .to_socket_addrs()
+            .map_err(|e| format!("{addr}: {e}"))?
+            .next()
+            .ok_or(format!("{addr}: no address"))?;
+        let left = time_left(deadline)?;
+        let s =
+            TcpStream::connect_timeout(&sa, left).map_err(|e| format!("connect {addr}: {e}"))?;
+        Smtp::with_socket(s, time_left(deadline)?.min(IO_TIMEOUT))
+    }
+
+    fn with_socket(s: TcpStream, timeout: Duration) -> Res<Smtp> {
         s.set_nodelay(true)
             .map_err(|e| format!("TCP_NODELAY: {e}"))?;
-        s.set_read_timeout(Some(IO_TIMEOUT))
+        s.set_read_timeout(Some(timeout))
             .map_err(|e| e.to_string())?;
-        s.set_write_timeout(Some(IO_TIMEOUT))
+        s.set_write_timeout(Some(timeout))
             .map_err(|e| e.to_string())?;
         Ok(Smtp {
             link: Link::Plain(s),
             buf: Vec::with_capacity(8192),
             start: 0,
         })
+    }
+
+    /// Bound every further read and write by `deadline`.
+    fn set_deadline(&mut self, deadline: Instant) -> Res<()> {
+        let left = Some(time_left(deadline)?.min(IO_TIMEOUT));
+        let sock = match &self.link {
+            Link::Plain(s) => s,
+            Link::Tls(s) => s.get_ref(),
+            Link::Gone => return Err("deadline on a closed link".into()),
+        };
+        sock.set_read_timeout(left)
+            .and_then(|()| sock.set_write_timeout(left))
+            .map_err(|e| format!("socket timeouts: {e}"))
     }
 
     fn send(&mut self, data: &[u8]) -> Res<()> {
@@ -309,7 +389,15 @@ impl Smtp {
         Ok(s)
     }
 
-    fn ehlo(&mut self, helo: &str, need: &[&str]) -> Res<()> {
+    /// Connect and read the greeting, by `deadline`.
+    fn open_until(addr: &str, deadline: Instant) -> Res<Smtp> {
+        let mut s = Smtp::connect_until(addr, deadline)?;
+        s.expect(220, "greeting")?;
+        Ok(s)
+    }
+
+    /// EHLO; every keyword in `need` must be offered. Returns the reply.
+    fn ehlo(&mut self, helo: &str, need: &[&str]) -> Res<String> {
         self.send(format!("EHLO {helo}\r\n").as_bytes())?;
         let text = self.expect(250, "EHLO")?;
         for cap in need {
@@ -322,14 +410,42 @@ impl Smtp {
                 return Err(format!("EHLO: {cap} not offered: {text:?}"));
             }
         }
+        Ok(text)
+    }
+
+    /// EHLO, STARTTLS, the handshake, and EHLO again inside TLS (whose
+    /// reply is returned).
+    fn starttls_ehlo(&mut self, o: &Opts, tls: &Tls) -> Res<String> {
+        self.ehlo(&o.helo, &["STARTTLS"])?;
+        self.send(b"STARTTLS\r\n")?;
+        self.expect(220, "STARTTLS")?;
+        self.start_tls(tls)?;
+        self.ehlo(&o.helo, &[])
+    }
+
+    /// AUTH PLAIN with an initial response (RFC 4616, RFC 4954), which must
+    /// have been offered in `ehlo`.
+    fn auth_plain(&mut self, o: &Opts, ehlo: &str) -> Res<()> {
+        let plain = ehlo.lines().skip(1).any(|l| {
+            let mut words = l.get(4..).unwrap_or("").split_ascii_whitespace();
+            words.next().is_some_and(|k| k.eq_ignore_ascii_case("AUTH"))
+                && words.any(|m| m.eq_ignore_ascii_case("PLAIN"))
+        });
+        if !plain {
+            return Err(format!("EHLO: AUTH PLAIN not offered: {ehlo:?}"));
+        }
+        let token = base64::engine::general_purpose::STANDARD
+            .encode(format!("\0{}\0{}", o.user, o.password));
+        self.send(format!("AUTH PLAIN {token}\r\n").as_bytes())?;
+        self.expect(235, "AUTH PLAIN")?;
         Ok(())
     }
 
-    /// MAIL, RCPT, DATA, message, each waited for (no pipelining).
-    fn message_lockstep(&mut self, o: &Opts, msg: &[u8]) -> Res<()> {
+    /// MAIL, RCPT (to `to`), DATA, message, each waited for (no pipelining).
+    fn message_lockstep(&mut self, o: &Opts, to: &str, msg: &[u8]) -> Res<()> {
         self.send(format!("MAIL FROM:<{}>\r\n", o.from).as_bytes())?;
         self.expect(250, "MAIL")?;
-        self.send(format!("RCPT TO:<{}>\r\n", o.to).as_bytes())?;
+        self.send(format!("RCPT TO:<{to}>\r\n").as_bytes())?;
         self.expect(250, "RCPT")?;
         self.send(b"DATA\r\n")?;
         self.expect(354, "DATA")?;
@@ -462,7 +578,7 @@ fn session(o: &Opts, n: usize) -> Res<()> {
     let (mut times, _) = repeat(o, n, |i| {
         let mut s = Smtp::open(&o.addr)?;
         s.ehlo(&o.helo, &[])?;
-        s.message_lockstep(o, &small_message(o, i))?;
+        s.message_lockstep(o, &o.to, &small_message(o, i))?;
         s.quit()
     })?;
     println!("mode=session n={n} {}", summary(&mut times));
@@ -549,16 +665,29 @@ fn data(o: &Opts, bytes: usize) -> Res<()> {
 fn tls_session(o: &Opts, tls: &Tls, n: usize) -> Res<()> {
     let (mut times, _) = repeat(o, n, |i| {
         let mut s = Smtp::open(&o.addr)?;
-        s.ehlo(&o.helo, &["STARTTLS"])?;
-        s.send(b"STARTTLS\r\n")?;
-        s.expect(220, "STARTTLS")?;
-        s.start_tls(tls)?;
-        s.ehlo(&o.helo, &[])?;
-        s.message_lockstep(o, &small_message(o, i))?;
+        s.starttls_ehlo(o, tls)?;
+        s.message_lockstep(o, &o.to, &small_message(o, i))?;
         s.quit()
     })?;
     println!(
         "mode=tls-session tls={} n={n} {}",
+        tls.label,
+        summary(&mut times)
+    );
+    Ok(())
+}
+
+/// N STARTTLS sessions that authenticate, then relay one message.
+fn tls_auth_session(o: &Opts, tls: &Tls, n: usize) -> Res<()> {
+    let (mut times, _) = repeat(o, n, |i| {
+        let mut s = Smtp::open(&o.addr)?;
+        let ehlo = s.starttls_ehlo(o, tls)?;
+        s.auth_plain(o, &ehlo)?;
+        s.message_lockstep(o, &o.relay_to, &small_message(o, i))?;
+        s.quit()
+    })?;
+    println!(
+        "mode=tls-auth-session tls={} n={n} {}",
         tls.label,
         summary(&mut times)
     );
@@ -580,6 +709,172 @@ fn handshake(o: &Opts, tls: &Tls, n: usize) -> Res<()> {
         n as f64 / all.as_secs_f64(),
         summary(&mut times)
     );
+    Ok(())
+}
+
+/// What is left until `deadline`, or an error if it has passed.
+fn time_left(deadline: Instant) -> Res<Duration> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err("deadline reached".into());
+    }
+    Ok(left)
+}
+
+/// `median_ms=… p90_ms=… max_ms=…` with a prefix, or nothing when empty.
+fn short_summary(prefix: &str, times: &mut [f64]) -> String {
+    if times.is_empty() {
+        return String::new();
+    }
+    times.sort_by(f64::total_cmp);
+    let n = times.len();
+    format!(
+        " {prefix}median_ms={:.1} {prefix}p90_ms={:.1} {prefix}max_ms={:.1}",
+        times[n / 2],
+        times[((n * 9).div_ceil(10)).max(1) - 1],
+        times[n - 1]
+    )
+}
+
+/// The gate the held sessions wait at: opened once, by the main thread.
+struct Gate {
+    open: Mutex<bool>,
+    cond: Condvar,
+}
+
+impl Gate {
+    fn open(&self) {
+        *self.open.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.cond.notify_all();
+    }
+
+    /// Wait until the gate opens, or fail at `deadline`.
+    fn wait(&self, deadline: Instant) -> Res<()> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        while !*open {
+            let left = time_left(deadline).map_err(|_| "deadline reached while held")?;
+            open = self
+                .cond
+                .wait_timeout(open, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        Ok(())
+    }
+}
+
+/// N concurrent sessions, one client thread each (see the top of the file).
+fn load(o: &Opts, tls: Option<&Tls>, n: usize) -> Res<()> {
+    let t0 = Instant::now();
+    let deadline = t0 + o.deadline;
+    let label = tls.map_or("plain", |t| t.label);
+    let gate = Gate {
+        open: Mutex::new(false),
+        cond: Condvar::new(),
+    };
+    // Phase one's outcome per session: the time to be held, or why not.
+    let (tx, rx) = mpsc::channel::<Res<f64>>();
+    let (results, held, ready_ms, released_ms) = std::thread::scope(|scope| {
+        let mut handles = Vec::with_capacity(n);
+        let mut spawn_failed = Vec::new();
+        for i in 0..n {
+            let (tx, gate) = (tx.clone(), &gate);
+            let session = move || -> Res<()> {
+                let t = Instant::now();
+                let ready = (|| -> Res<Smtp> {
+                    let mut s = Smtp::open_until(&o.addr, deadline)?;
+                    match tls {
+                        Some(tls) => s.starttls_ehlo(o, tls)?,
+                        None => s.ehlo(&o.helo, &[])?,
+                    };
+                    Ok(s)
+                })();
+                let mut s = match ready {
+                    Ok(s) => {
+                        let _ = tx.send(Ok(ms(t.elapsed())));
+                        s
+                    }
+                    Err(e) => {
+                        let e = format!("session {}: {e}", i + 1);
+                        let _ = tx.send(Err(e.clone()));
+                        return Err(e);
+                    }
+                };
+                drop(tx);
+                let r = (|| -> Res<()> {
+                    gate.wait(deadline)?;
+                    s.set_deadline(deadline)?;
+                    s.message_lockstep(o, &o.to, &small_message(o, i))?;
+                    s.quit()
+                })();
+                r.map_err(|e| format!("session {}: {e}", i + 1))
+            };
+            match std::thread::Builder::new()
+                .stack_size(256 * 1024)
+                .spawn_scoped(scope, session)
+            {
+                Ok(h) => handles.push(h),
+                Err(e) => spawn_failed.push(format!("session {}: thread: {e}", i + 1)),
+            }
+        }
+        drop(tx);
+        // Phase one: every session held or failed, or the deadline.
+        let mut held_ms = Vec::with_capacity(n);
+        let mut seen = spawn_failed.len();
+        while seen < n {
+            let Ok(left) = time_left(deadline) else { break };
+            match rx.recv_timeout(left) {
+                Ok(Ok(t)) => held_ms.push(t),
+                Ok(Err(_)) => {}
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+            }
+            seen += 1;
+        }
+        let ready_ms = ms(t0.elapsed());
+        let held = held_ms.len();
+        println!(
+            "phase=held tls={label} n={n} held={held} failed={} ready_ms={ready_ms:.1}{}",
+            n - held,
+            short_summary("setup_", &mut held_ms)
+        );
+        let _ = io::stdout().flush();
+        // Hold: until a line or end of file on stdin, --hold, or the deadline.
+        let (line_tx, line_rx) = mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = io::stdin().lock().read_line(&mut line);
+            let _ = line_tx.send(());
+        });
+        let hold = o
+            .hold
+            .min(deadline.saturating_duration_since(Instant::now()));
+        let _ = line_rx.recv_timeout(hold);
+        let released_ms = ms(t0.elapsed());
+        gate.open();
+        let mut results: Vec<Res<()>> = spawn_failed.into_iter().map(Err).collect();
+        for h in handles {
+            results.push(
+                h.join()
+                    .unwrap_or_else(|_| Err("a session thread panicked".into())),
+            );
+        }
+        (results, held, ready_ms, released_ms)
+    });
+    let ok = results.iter().filter(|r| r.is_ok()).count();
+    let total_ms = ms(t0.elapsed());
+    println!(
+        "mode=load tls={label} n={n} ok={ok} failed={} held={held} ready_ms={ready_ms:.1} released_ms={released_ms:.1} total_ms={total_ms:.1} finish_ms={:.1}",
+        n - ok,
+        total_ms - released_ms
+    );
+    let mut errors: Vec<&String> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    errors.truncate(5);
+    for e in &errors {
+        eprintln!("smtp-bench: {e}");
+    }
+    if ok < n {
+        return Err(format!("load: {} of {n} sessions failed", n - ok));
+    }
     Ok(())
 }
 
