@@ -946,3 +946,44 @@ fn queue_timeout_kills_the_queue_programs_children_too() {
     let _ = c.s.shutdown(Shutdown::Both);
     settle_empty(&srv, 1, secs(TIMEOUT + 5));
 }
+
+/// Many connections logging at once into one pipe (as under multilog):
+/// every line is whole, with one `qmail-smtpd: pid N: ` prefix. Each line
+/// used to take several writes, and the load test saw them interleave.
+#[test]
+fn concurrent_connections_never_interleave_log_lines() {
+    let srv = start(setup("log-lines").env("SMTPD_TRANSCRIPT", "1"));
+    let clients: Vec<_> = (0..40)
+        .map(|_| {
+            let addr = srv.addr();
+            std::thread::spawn(move || {
+                let mut s = TcpStream::connect(addr).unwrap();
+                s.set_read_timeout(Some(secs(10))).unwrap();
+                s.write_all(b"EHLO a.test\r\nNOOP\r\nHELP\r\nVRFY x\r\nQUIT\r\n")
+                    .unwrap();
+                let mut sink = Vec::new();
+                let _ = s.read_to_end(&mut sink);
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().unwrap();
+    }
+    srv.wait_end_lines(41, secs(20))
+        .expect("every connection logged its end");
+    let log = srv.stderr_log();
+    let mut lines = 0;
+    for line in log.lines() {
+        lines += 1;
+        let rest = line
+            .strip_prefix("qmail-smtpd: pid ")
+            .unwrap_or_else(|| panic!("not a whole line: {line:?}"));
+        let (pid, text) = rest.split_once(": ").unwrap_or_else(|| panic!("{line:?}"));
+        assert!(pid.bytes().all(|b| b.is_ascii_digit()), "{line:?}");
+        assert!(
+            !text.contains("qmail-smtpd: pid "),
+            "two lines in one: {line:?}"
+        );
+    }
+    assert!(lines > 40 * 10, "{lines} lines");
+}
