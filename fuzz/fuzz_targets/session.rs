@@ -44,7 +44,9 @@
 //!   failure delay stays within `max_auth_failures` times the step;
 //! - qmail-queue's extra environment has sane names and no NUL in values;
 //! - `StartTls` comes at most once; after `Close` nothing is consumed and
-//!   nothing is produced.
+//!   nothing is produced;
+//! - credentials reach checkpassword only on an encrypted link (after
+//!   `StartTls`, or `SSL`) unless the policy allows AUTH in clear.
 
 #![no_main]
 
@@ -415,6 +417,13 @@ fuzz_target!(|input: &[u8]| {
                     s.tls_started("TLSv1.3 X".into());
                 }
                 Action::CheckPassword => {
+                    // Credentials reach the back-end only on an encrypted
+                    // link, unless the policy allows AUTH in clear.
+                    let secure = tls_started || s.config().tls.link != Link::Plain;
+                    assert!(
+                        secure || s.config().auth.insecure_ok,
+                        "AUTH in clear without ALLOW_INSECURE_AUTH/FORCETLS=0"
+                    );
                     let creds = s
                         .take_credentials()
                         .expect("CheckPassword without credentials");
