@@ -6,7 +6,6 @@
 
 use std::ffi::{CString, OsString};
 use std::fmt;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -158,11 +157,7 @@ pub fn check(env: &Env, invocation: &Invocation, opts: &Options, now: i64) -> Ve
             None
         }
     };
-    let home = env.get("QMAILHOME").filter(|v| !v.is_empty()).map_or_else(
-        || PathBuf::from("/var/qmail"),
-        |v| PathBuf::from(std::ffi::OsStr::from_bytes(v)),
-    );
-    let control = home.join("control");
+    let control = control::qmailhome(env).join("control");
     if let Some(s) = &settings {
         for w in &s.warnings {
             let level = if w.contains("rcpthosts is missing") {
@@ -229,17 +224,7 @@ pub fn check(env: &Env, invocation: &Invocation, opts: &Options, now: i64) -> Ve
     }
 
     // The certificate.
-    let cert = env
-        .get("TLS_SERVER_CERT")
-        .filter(|v| !v.is_empty())
-        .map_or_else(
-            || control.join("servercert.pem"),
-            |v| PathBuf::from(std::ffi::OsStr::from_bytes(v)),
-        );
-    let key = env
-        .get("TLS_SERVER_KEY")
-        .filter(|v| !v.is_empty())
-        .map(|v| PathBuf::from(std::ffi::OsStr::from_bytes(v)));
+    let (cert, key) = control::tls_paths(env, &control);
     let smtps = env.get("SMTPS").is_some();
     check_certificate(
         &cert,
@@ -275,7 +260,7 @@ pub fn check(env: &Env, invocation: &Invocation, opts: &Options, now: i64) -> Ve
                 .map(|s| (PathBuf::from(s), Some(world.clone()))),
         );
         for (p, account) in programs {
-            let resolved = resolve(&p);
+            let resolved = crate::checkpassword::find_program(p.as_os_str());
             match (&resolved, &account) {
                 (None, _) => say(
                     Level::Error,
@@ -319,17 +304,6 @@ impl Account {
             groups: vec![],
         }
     }
-}
-
-/// A program name as exec would find it.
-fn resolve(p: &Path) -> Option<PathBuf> {
-    if p.as_os_str().as_bytes().contains(&b'/') {
-        return p.exists().then(|| p.to_path_buf());
-    }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(p))
-        .find(|c| c.is_file())
 }
 
 fn check_certificate(

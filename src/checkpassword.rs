@@ -57,15 +57,20 @@ pub struct Invocation {
 
 /// Is `name` a program: a path, or found on `PATH`?
 pub fn on_path(name: &OsStr) -> bool {
+    name.as_bytes().contains(&b'/') || find_program(name).is_some()
+}
+
+/// A program as exec would find it: a path as it is (if it exists), a
+/// bare name in the first `PATH` directory holding an executable file.
+pub fn find_program(name: &OsStr) -> Option<PathBuf> {
     if name.as_bytes().contains(&b'/') {
-        return true;
+        let p = Path::new(name);
+        return p.exists().then(|| p.to_path_buf());
     }
-    std::env::var_os("PATH").is_some_and(|path| {
-        std::env::split_paths(&path).any(|dir| {
-            let p = dir.join(name);
-            nix::unistd::access(&p, nix::unistd::AccessFlags::X_OK).is_ok() && p.is_file()
-        })
-    })
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file() && nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_ok())
 }
 
 /// Read the arguments after the program name.

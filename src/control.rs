@@ -16,7 +16,7 @@ use std::time::Duration;
 use crate::checkpassword::{Backend, Invocation};
 use crate::io::tls;
 use crate::log;
-use crate::policy::{Contradiction, Policy};
+use crate::policy::{Contradiction, Policy, scan_ulong as parse_u64};
 use crate::smtp::reply::{self, Reply};
 use crate::smtp::session::{Config, LookupError, Lookups, NameSet};
 
@@ -156,11 +156,7 @@ pub const DEFAULT_AUTH_TIMEOUT: u64 = 60;
 /// environment and what the command line said.
 pub fn load(env: &Env, invocation: &Invocation) -> Result<Settings, StartupError> {
     use std::os::unix::ffi::OsStrExt;
-    let qmailhome = PathBuf::from(std::ffi::OsStr::from_bytes(
-        env.get("QMAILHOME")
-            .filter(|v| !v.is_empty())
-            .unwrap_or(b"/var/qmail"),
-    ));
+    let qmailhome = qmailhome(env);
     let dir = qmailhome.join("control");
     let mut warnings = Vec::new();
 
@@ -259,16 +255,10 @@ pub fn load(env: &Env, invocation: &Invocation) -> Result<Settings, StartupError
                 .to_vec()
         });
 
-    let path = |v: &[u8]| PathBuf::from(std::ffi::OsStr::from_bytes(v));
+    let (cert, key) = tls_paths(env, &dir);
     let tls_source = TlsSource {
-        cert: env
-            .get("TLS_SERVER_CERT")
-            .filter(|v| !v.is_empty())
-            .map_or_else(|| dir.join("servercert.pem"), path),
-        key: env
-            .get("TLS_SERVER_KEY")
-            .filter(|v| !v.is_empty())
-            .map(path),
+        cert,
+        key,
         ciphers: match env.get("TLSCIPHERS").filter(|v| !v.is_empty()) {
             Some(c) => Some(c.to_vec()),
             // As the qmail TLS patch: every line, joined with `:`.
@@ -300,6 +290,28 @@ pub fn load(env: &Env, invocation: &Invocation) -> Result<Settings, StartupError
         auth_timeout: Duration::from_secs(auth_timeout),
         warnings,
     })
+}
+
+/// `QMAILHOME`, else `/var/qmail`.
+pub fn qmailhome(env: &Env) -> PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    PathBuf::from(std::ffi::OsStr::from_bytes(
+        env.get("QMAILHOME")
+            .filter(|v| !v.is_empty())
+            .unwrap_or(b"/var/qmail"),
+    ))
+}
+
+/// The certificate file (`TLS_SERVER_CERT`, else `control/servercert.pem`
+/// below `control`) and the key's own file (`TLS_SERVER_KEY`), if any.
+pub fn tls_paths(env: &Env, control: &Path) -> (PathBuf, Option<PathBuf>) {
+    use std::os::unix::ffi::OsStrExt;
+    let path = |v: &[u8]| PathBuf::from(std::ffi::OsStr::from_bytes(v));
+    let set = |name| env.get(name).filter(|v| !v.is_empty());
+    (
+        set("TLS_SERVER_CERT").map_or_else(|| control.join("servercert.pem"), path),
+        set("TLS_SERVER_KEY").map(path),
+    )
 }
 
 /// Read a whole control file; `None` if it does not exist.
@@ -354,17 +366,6 @@ fn read_int(path: &Path, warnings: &mut Vec<String>) -> Result<Option<u64>, Cont
             Ok(None)
         }
     }
-}
-
-/// qmail's `scan_ulong`: the leading decimal digits (saturating); `None`
-/// when there are none.
-fn parse_u64(s: &[u8]) -> Option<u64> {
-    let digits = s.iter().take_while(|b| b.is_ascii_digit()).count();
-    (digits > 0).then(|| {
-        s[..digits].iter().fold(0u64, |n, &d| {
-            n.saturating_mul(10).saturating_add(u64::from(d - b'0'))
-        })
-    })
 }
 
 fn open_cdb(path: &Path) -> Result<Option<cdb::CDB>, ControlError> {

@@ -57,12 +57,17 @@ pub struct Contradiction {
 
 /// qmail's `scan_ulong` applied to an environment value: leading digits.
 pub fn number(v: Option<&[u8]>) -> u64 {
-    v.map_or(0, |v| {
-        v.iter()
-            .take_while(|b| b.is_ascii_digit())
-            .fold(0u64, |n, &d| {
-                n.saturating_mul(10).saturating_add(u64::from(d - b'0'))
-            })
+    v.and_then(scan_ulong).unwrap_or(0)
+}
+
+/// qmail's `scan_ulong`: the leading decimal digits (saturating); `None`
+/// when there are none.
+pub fn scan_ulong(s: &[u8]) -> Option<u64> {
+    let digits = s.iter().take_while(|b| b.is_ascii_digit()).count();
+    (digits > 0).then(|| {
+        s[..digits].iter().fold(0u64, |n, &d| {
+            n.saturating_mul(10).saturating_add(u64::from(d - b'0'))
+        })
     })
 }
 

@@ -89,19 +89,7 @@ pub fn server_config(
     key: Option<&Path>,
     ciphers: Option<&str>,
 ) -> Result<(Arc<ServerConfig>, Vec<String>), ConfigError> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| pem_error(cert, "certificate", &e))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| pem_error(cert, "certificate", &e))?;
-    if certs.is_empty() {
-        return Err(ConfigError(format!(
-            "{}: no certificate found",
-            cert.display()
-        )));
-    }
-    let key_path = key.unwrap_or(cert);
-    let key = PrivateKeyDer::from_pem_file(key_path)
-        .map_err(|e| pem_error(key_path, "private key", &e))?;
+    let (certs, key) = read_pem(cert, key)?;
 
     let mut warnings = Vec::new();
     let mut provider = aws_lc_rs::default_provider();
@@ -132,11 +120,35 @@ pub fn server_config(
 /// A quick look at the files: PEM with at least one certificate and a
 /// private key. No cryptography (see [`server_config`] for the real load).
 pub fn check_pem(cert: &Path, key: Option<&Path>) -> Result<(), ConfigError> {
-    end_entity_certificate(cert)?;
-    let key_path = key.unwrap_or(cert);
-    PrivateKeyDer::from_pem_file(key_path)
-        .map(drop)
-        .map_err(|e| pem_error(key_path, "private key", &e))
+    read_pem(cert, key).map(drop)
+}
+
+/// The certificate chain and the private key, each file read once (the
+/// key from the certificate file unless it has its own).
+fn read_pem(
+    cert: &Path,
+    key: Option<&Path>,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), ConfigError> {
+    let read = |path: &Path, what: &str| {
+        std::fs::read(path).map_err(|e| pem_error(path, what, &pem::Error::Io(e)))
+    };
+    let cert_pem = read(cert, "certificate")?;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| pem_error(cert, "certificate", &e))?;
+    if certs.is_empty() {
+        return Err(ConfigError(format!(
+            "{}: no certificate found",
+            cert.display()
+        )));
+    }
+    let (key_path, key_pem) = match key {
+        Some(k) => (k, read(k, "private key")?),
+        None => (cert, cert_pem),
+    };
+    let key = PrivateKeyDer::from_pem_slice(&key_pem)
+        .map_err(|e| pem_error(key_path, "private key", &e))?;
+    Ok((certs, key))
 }
 
 /// The first (end-entity) certificate in a PEM file, as DER.
