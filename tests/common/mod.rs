@@ -22,7 +22,7 @@ pub fn fake_queue() -> PathBuf {
         .join("fake-qmail-queue");
     assert!(
         p.exists(),
-        "{} missing: cargo test builds examples",
+        "{} missing: run plain `cargo test` (not --all-targets), which builds examples",
         p.display()
     );
     p
@@ -36,7 +36,7 @@ pub fn fake_checkpassword() -> PathBuf {
         .join("fake-checkpassword");
     assert!(
         p.exists(),
-        "{} missing: cargo test builds examples",
+        "{} missing: run plain `cargo test` (not --all-targets), which builds examples",
         p.display()
     );
     p
