@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use qmail_smtpd::checkpassword::{self, Backend, Invocation};
 use qmail_smtpd::control::{self, ControlLookups, Env};
 use qmail_smtpd::io::fd::{FdTransport, IoError};
-use qmail_smtpd::io::tls::TlsInfo;
+use qmail_smtpd::io::tls::{self, TlsInfo};
 use qmail_smtpd::io::transport::Transport;
 use qmail_smtpd::log;
 use qmail_smtpd::policy::Link;
@@ -61,8 +61,10 @@ fn run() -> i32 {
             log::line(&format!("fatal: {e}"));
             let mut out = Vec::new();
             e.reply().render(&mut out);
-            let mut t = FdTransport::new(Duration::from_secs(control::DEFAULT_TIMEOUT));
-            let _ = t.write_all(&out);
+            if let Some(mut t) = startup_link(&env) {
+                let _ = t.write_all(&out);
+                t.close();
+            }
             return 1;
         }
     };
@@ -92,6 +94,37 @@ fn run() -> i32 {
         auth,
         settings.timeout,
     )
+}
+
+/// The link for a reply when the settings could not be loaded. Under SMTPS
+/// the client speaks TLS first, so the reply goes inside a handshake made
+/// with the certificate alone (no cipher list: that may be what failed);
+/// with no usable certificate nothing can be said, and `None` closes the
+/// connection silently rather than send clear text to a TLS client.
+fn startup_link(env: &Env) -> Option<Transport> {
+    let timeout = Duration::from_secs(control::DEFAULT_TIMEOUT);
+    let mut t = Transport::Plain(FdTransport::new(timeout));
+    let smtps = env.get("SMTPS").is_some() && qmail_smtpd::policy::number(env.get("SSL")) == 0;
+    if !smtps {
+        return Some(t);
+    }
+    let (cert, key) = control::tls_paths(env, &control::qmailhome(env).join("control"));
+    let config = match tls::server_config(&cert, key.as_deref(), None) {
+        Ok((config, _)) => config,
+        Err(e) => {
+            log::line(&format!(
+                "SMTPS: TLS not available either ({e}): closing without a reply"
+            ));
+            return None;
+        }
+    };
+    match t.start_tls(config) {
+        Ok(_) => Some(t),
+        Err(e) => {
+            log::line(&format!("TLS handshake failed: {e}"));
+            None
+        }
+    }
 }
 
 /// `qmail-smtpd --explain [--rules FILE.cdb --ip A.B.C.D [--host NAME]]

@@ -219,6 +219,27 @@ fn force_tls_refuses_mail_until_starttls() {
 }
 
 #[test]
+fn smtps_startup_failure_is_said_inside_tls_or_not_at_all() {
+    // An unreadable control file: the 421 comes after the handshake, so
+    // the TLS client reads it instead of a garbled record.
+    let srv = tls_server("smtps421").env("SMTPS", "1").start();
+    std::fs::create_dir(srv.dir.join("control/badmailfrom")).unwrap();
+    let (_, out) = s_client(&["-connect", &srv.addr(), "-ign_eof"], "");
+    assert!(out.contains("421 4.3.0 unable to read controls"), "{out}");
+    assert!(out.contains("TLSv1.3"), "{out}");
+
+    // No certificate either: nothing can be said, and no clear text is
+    // sent to a client that expects a ServerHello.
+    let srv = Setup::new("smtps421nocert").env("SMTPS", "1").start();
+    std::fs::create_dir(srv.dir.join("control/badmailfrom")).unwrap();
+    let mut c = Client::connect(&srv);
+    assert!(c.closed());
+    assert_eq!(c.line(), None, "no bytes at all");
+    let log = srv.stderr_log();
+    assert!(log.contains("closing without a reply"), "{log}");
+}
+
+#[test]
 fn force_tls_with_deny_tls_is_refused_at_connect() {
     let srv = tls_server("contradiction")
         .env("FORCE_TLS", "1")
