@@ -68,7 +68,7 @@ fn home(name: &str) -> Home {
 /// Run --check; returns (exit code, output).
 fn check(home: &Path, env: &[(&str, &str)], args: &[&str]) -> (i32, String) {
     let user = account();
-    let o = Command::new(env!("CARGO_BIN_EXE_qmail-smtpd"))
+    let o = Command::new(common::bin())
         .args(["--check", "--user", &user])
         .args(args)
         .env_clear()

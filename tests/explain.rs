@@ -38,7 +38,7 @@ fn home(name: &str, cert: bool, rules: &str) -> Home {
 }
 
 fn explain(home: &Path, env: &[(&str, &str)], args: &[&str]) -> String {
-    let o = Command::new(env!("CARGO_BIN_EXE_qmail-smtpd"))
+    let o = Command::new(common::bin())
         .arg("--explain")
         .args(args)
         .env_clear()
@@ -173,7 +173,7 @@ fn no_certificate_and_bad_options() {
         out.contains("STARTTLS: not offered: no usable certificate"),
         "{out}"
     );
-    let o = Command::new(env!("CARGO_BIN_EXE_qmail-smtpd"))
+    let o = Command::new(common::bin())
         .args(["--explain", "--rules", "x.cdb"])
         .output()
         .unwrap();

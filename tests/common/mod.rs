@@ -10,36 +10,70 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// The built qmail-smtpd, staged (see [`staged`]).
 pub fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_qmail-smtpd"))
+    staged(PathBuf::from(env!("CARGO_BIN_EXE_qmail-smtpd")))
+}
+
+/// An example program built by `cargo test`, staged.
+fn example(name: &str) -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_BIN_EXE_qmail-smtpd"))
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join(name);
+    assert!(
+        p.exists(),
+        "{} missing: run plain `cargo test` (not --all-targets), which builds examples",
+        p.display()
+    );
+    staged(p)
 }
 
 pub fn fake_queue() -> PathBuf {
-    let p = bin()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join("fake-qmail-queue");
-    assert!(
-        p.exists(),
-        "{} missing: run plain `cargo test` (not --all-targets), which builds examples",
-        p.display()
-    );
-    p
+    example("fake-qmail-queue")
 }
 
 pub fn fake_checkpassword() -> PathBuf {
-    let p = bin()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join("fake-checkpassword");
-    assert!(
-        p.exists(),
-        "{} missing: run plain `cargo test` (not --all-targets), which builds examples",
-        p.display()
-    );
-    p
+    example("fake-checkpassword")
+}
+
+/// `program`, hard-linked (or copied) into a directory below the temporary
+/// directory that every user may enter. Some tests run the built programs
+/// as `nobody` (tcpserver -U in the run scripts; checkpassword after it
+/// drops root runs the uid-reporting wrapper, which is qmail-smtpd), and a
+/// checkout may sit below a directory only root can enter, as on a CI box.
+/// One directory per checkout; each test process stages afresh (link and
+/// rename, atomic), so a rebuilt binary replaces the old one.
+fn staged(program: PathBuf) -> PathBuf {
+    use std::hash::{Hash, Hasher};
+    use std::os::unix::fs::PermissionsExt;
+    use std::sync::{Mutex, OnceLock};
+    static DONE: OnceLock<Mutex<Vec<PathBuf>>> = OnceLock::new();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    env!("CARGO_MANIFEST_DIR").hash(&mut h);
+    let dir = std::env::temp_dir().join(format!("qsmtpd-test-bin-{:016x}", h.finish()));
+    let dst = dir.join(program.file_name().unwrap());
+    let mut done = DONE.get_or_init(|| Mutex::new(Vec::new())).lock().unwrap();
+    if done.contains(&dst) {
+        return dst;
+    }
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let tmp = dir.join(format!(
+        ".{}.{}",
+        program.file_name().unwrap().to_string_lossy(),
+        std::process::id()
+    ));
+    let _ = std::fs::remove_file(&tmp);
+    if std::fs::hard_link(&program, &tmp).is_err() {
+        std::fs::copy(&program, &tmp)
+            .unwrap_or_else(|e| panic!("copy {} to {}: {e}", program.display(), tmp.display()));
+    }
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::rename(&tmp, &dst).unwrap();
+    done.push(dst.clone());
+    dst
 }
 
 pub fn need(tool: &str) {
