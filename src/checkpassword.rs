@@ -29,9 +29,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
 
 use crate::auth::{Credentials, wipe};
 use crate::smtp::session::AuthResult;
@@ -213,18 +211,11 @@ fn run(
     let mut report = Vec::new();
     let mut r = File::from(uid_read);
     let mut timed_out = false;
+    let group = crate::child::group(&child);
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
-        if left.is_zero() {
+        if !crate::child::readable_until(std::os::fd::AsFd::as_fd(&r), group, deadline)? {
             timed_out = true;
             break;
-        }
-        let mut fds = [PollFd::new(std::os::fd::AsFd::as_fd(&r), PollFlags::POLLIN)];
-        match poll(&mut fds, PollTimeout::from(ms)) {
-            Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(e.into()),
-            Ok(_) => {}
         }
         let mut buf = [0u8; 64];
         match r.read(&mut buf) {
@@ -241,8 +232,7 @@ fn run(
         crate::child::wait_until(&mut child, deadline)?
     };
     let Some(status) = status else {
-        let pid = Pid::from_raw(i32::try_from(child.id()).unwrap_or(0));
-        let _ = killpg(pid, Signal::SIGKILL);
+        let _ = killpg(group, Signal::SIGKILL);
         let _ = child.wait();
         return Ok((
             AuthResult::TempFail,

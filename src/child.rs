@@ -1,11 +1,18 @@
 //! Edge: bounded dealings with child processes (qmail-queue,
-//! checkpassword) — waiting for their exit and writing to their pipes, each
-//! with a deadline, without polling loops or threads.
+//! checkpassword) — waiting for their exit, for their pipes, each with a
+//! deadline, without polling loops or threads.
 //!
-//! Waiting uses a signalfd for SIGCHLD: SIGCHLD is blocked in this process
-//! (children get a clean signal mask from `std::process`), and the
-//! descriptor becomes readable when a child exits, so `poll` can wait for
-//! "a child exited" and "the deadline passed" at once.
+//! Waiting uses a signalfd: SIGCHLD is blocked in this process (children
+//! get a clean signal mask from `std::process`), and the descriptor becomes
+//! readable when a child exits, so `poll` can wait for "a child exited",
+//! "the pipe is ready" and "the deadline passed" at once.
+//!
+//! The children run in process groups of their own (so a timeout kills
+//! what they started too), which also puts them out of reach of a signal
+//! meant for us. So while we wait on a child, SIGTERM, SIGINT and SIGHUP
+//! are held back and read from the same descriptor: one that arrives kills
+//! the child's group, then this process dies of it as it would have. A
+//! hung checkpassword or qmail-queue is not left behind by `kill`.
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
@@ -16,16 +23,31 @@ use std::time::Instant;
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signal::{SigSet, Signal, killpg, raise};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::unistd::Pid;
 
-/// The process's SIGCHLD descriptor, made on first use.
-fn sigchld() -> io::Result<&'static SignalFd> {
+/// The signals that end this process while it waits on a child.
+const ENDING: [Signal; 3] = [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP];
+
+fn ending() -> SigSet {
+    let mut set = SigSet::empty();
+    for s in ENDING {
+        set.add(s);
+    }
+    set
+}
+
+/// The process's signal descriptor, made on first use: SIGCHLD (blocked
+/// for good) and the ending signals (blocked only inside [`poll_until`]).
+fn signals() -> io::Result<&'static SignalFd> {
     static FD: OnceLock<Result<SignalFd, Errno>> = OnceLock::new();
     FD.get_or_init(|| {
-        let mut mask = SigSet::empty();
+        let mut chld = SigSet::empty();
+        chld.add(Signal::SIGCHLD);
+        chld.thread_block()?;
+        let mut mask = ending();
         mask.add(Signal::SIGCHLD);
-        mask.thread_block()?;
         SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
     })
     .as_ref()
@@ -42,25 +64,138 @@ fn left(deadline: Instant) -> Option<PollTimeout> {
     Some(PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX))
 }
 
+/// The process group a child leads (it was spawned with `process_group(0)`).
+pub fn group(child: &Child) -> Pid {
+    Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX))
+}
+
+/// Whether `sig` is ignored here (e.g. SIGHUP under nohup). A blocked
+/// signal is kept pending even when ignored, so the descriptor still
+/// reports it; it must then be dropped, not acted on.
+fn ignored(sig: Signal) -> bool {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return false;
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigIgn:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .is_some_and(|mask| mask & (1 << (sig as u32 - 1)) != 0)
+}
+
+/// Read what the descriptor holds. An ending signal kills `group` and then
+/// this process, with that signal.
+fn take_signals(sfd: &SignalFd, group: Pid) {
+    while let Ok(Some(info)) = sfd.read_signal() {
+        let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else {
+            continue;
+        };
+        if ENDING.contains(&sig) && !ignored(sig) {
+            let _ = killpg(group, Signal::SIGKILL);
+            crate::log::line(&format!(
+                "{sig} while waiting on child {group}: killed its process group"
+            ));
+            let _ = ending().thread_unblock();
+            let _ = raise(sig);
+            // Not reached unless the signal is caught or ignored.
+            std::process::exit(128 + sig as i32);
+        }
+    }
+}
+
+/// While one lives, the ending signals are held back (blocked) and read
+/// from the signal descriptor by [`poll_until`] instead of killing this
+/// process outright. Dropping it acts on any that came, then lets them
+/// through again.
+struct Held {
+    group: Pid,
+}
+
+impl Held {
+    fn new(group: Pid) -> io::Result<Held> {
+        signals()?;
+        ending().thread_block()?;
+        Ok(Held { group })
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Ok(sfd) = signals() {
+            take_signals(sfd, self.group);
+        }
+        let _ = ending().thread_unblock();
+    }
+}
+
+/// What ended a [`poll_until`].
+#[derive(PartialEq)]
+enum Woke {
+    /// The deadline passed.
+    Deadline,
+    /// The descriptor is ready (or at its end, or in error).
+    Ready,
+    /// Something else: a child exited, a signal, a timeout capped by poll.
+    Other,
+}
+
+/// Wait until `fd` is ready for `events` (if given), a child exits, or
+/// `deadline` passes. Called with the ending signals [`Held`]: one that
+/// arrives kills `group`, then this process.
+fn poll_until(
+    fd: Option<(BorrowedFd<'_>, PollFlags)>,
+    group: Pid,
+    deadline: Instant,
+) -> io::Result<Woke> {
+    let sfd = signals()?;
+    let Some(timeout) = left(deadline) else {
+        return Ok(Woke::Deadline);
+    };
+    let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
+    if let Some((fd, events)) = fd {
+        fds.push(PollFd::new(fd, events));
+    }
+    let r = poll(&mut fds, timeout);
+    let ready = fds
+        .get(1)
+        .and_then(PollFd::revents)
+        .is_some_and(|e| !e.is_empty());
+    // Drain (several exits may be merged into one SIGCHLD) and act on an
+    // ending signal.
+    take_signals(sfd, group);
+    match r {
+        Ok(_) if ready => Ok(Woke::Ready),
+        Ok(_) | Err(Errno::EINTR) => Ok(Woke::Other),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Wait until `child` exits or `deadline` passes (`Ok(None)`).
 pub fn wait_until(child: &mut Child, deadline: Instant) -> io::Result<Option<ExitStatus>> {
-    let sfd = sigchld()?;
+    // Made before the first check, so SIGCHLD is blocked and an exit
+    // between the check and the poll stays pending for the poll to see.
+    let group = group(child);
+    let _held = Held::new(group)?;
     loop {
-        // After the signal is blocked, an exit between this check and the
-        // poll below leaves SIGCHLD pending, so poll sees it.
         if let Some(st) = child.try_wait()? {
             return Ok(Some(st));
         }
-        let Some(timeout) = left(deadline) else {
+        if poll_until(None, group, deadline)? == Woke::Deadline {
             return Ok(None);
-        };
-        let mut fds = [PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
-        match poll(&mut fds, timeout) {
-            Ok(_) | Err(Errno::EINTR) => {}
-            Err(e) => return Err(e.into()),
         }
-        // Drain: several exits may be merged into one signal.
-        while let Ok(Some(_)) = sfd.read_signal() {}
+    }
+}
+
+/// Wait until `fd` is readable (or at its end), or `deadline` passes
+/// (`Ok(false)`); `group` is the child at the other end.
+pub fn readable_until(fd: BorrowedFd<'_>, group: Pid, deadline: Instant) -> io::Result<bool> {
+    let _held = Held::new(group)?;
+    loop {
+        match poll_until(Some((fd, PollFlags::POLLIN)), group, deadline)? {
+            Woke::Ready => return Ok(true),
+            Woke::Deadline => return Ok(false),
+            Woke::Other => {}
+        }
     }
 }
 
@@ -71,21 +206,23 @@ pub fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
     Ok(())
 }
 
-/// Write all of `data` to a non-blocking pipe before `deadline`.
-pub fn write_until(fd: BorrowedFd<'_>, mut data: &[u8], deadline: Instant) -> io::Result<()> {
+/// Write all of `data` to a non-blocking pipe before `deadline`; `group`
+/// is the child reading it.
+pub fn write_until(
+    fd: BorrowedFd<'_>,
+    mut data: &[u8],
+    group: Pid,
+    deadline: Instant,
+) -> io::Result<()> {
     while !data.is_empty() {
         match nix::unistd::write(fd, data) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => data = &data[n..],
             Err(Errno::EINTR) => {}
             Err(Errno::EAGAIN) => {
-                let Some(timeout) = left(deadline) else {
+                let _held = Held::new(group)?;
+                if poll_until(Some((fd, PollFlags::POLLOUT)), group, deadline)? == Woke::Deadline {
                     return Err(io::ErrorKind::TimedOut.into());
-                };
-                let mut fds = [PollFd::new(fd, PollFlags::POLLOUT)];
-                match poll(&mut fds, timeout) {
-                    Ok(_) | Err(Errno::EINTR) => {}
-                    Err(e) => return Err(e.into()),
                 }
             }
             Err(e) => return Err(e.into()),

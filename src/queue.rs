@@ -101,7 +101,9 @@ impl Queue {
     pub fn write_body(&mut self, data: &[u8]) {
         if let Some(body) = &self.body {
             let deadline = Instant::now() + self.timeout;
-            if let Err(e) = child::write_until(body.as_fd(), data, deadline) {
+            if let Err(e) =
+                child::write_until(body.as_fd(), data, child::group(&self.child), deadline)
+            {
                 self.timed_out |= e.kind() == io::ErrorKind::TimedOut;
                 self.write_failed = true;
                 self.body = None;
@@ -117,7 +119,9 @@ impl Queue {
         if let Some(env) = self.envelope.take() {
             if !self.write_failed {
                 let deadline = Instant::now() + self.timeout;
-                if let Err(e) = child::write_until(env.as_fd(), envelope, deadline) {
+                if let Err(e) =
+                    child::write_until(env.as_fd(), envelope, child::group(&self.child), deadline)
+                {
                     self.timed_out |= e.kind() == io::ErrorKind::TimedOut;
                     self.write_failed = true;
                 }
@@ -150,10 +154,10 @@ impl Queue {
                 (None, None) => QueueExit::Unknown,
             },
             None => {
-                if let Ok(pid) = i32::try_from(self.child.id()) {
-                    let pgid = nix::unistd::Pid::from_raw(pid);
-                    let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
-                }
+                let _ = nix::sys::signal::killpg(
+                    child::group(&self.child),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
                 let _ = self.child.wait();
                 QueueExit::TimedOut
             }

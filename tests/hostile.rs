@@ -987,3 +987,128 @@ fn concurrent_connections_never_interleave_log_lines() {
     }
     assert!(lines > 40 * 10, "{lines} lines");
 }
+
+// ---- 10. qmail-smtpd itself is killed while a child hangs --------------
+
+/// The pid a stuck child wrote to `file`, once it has.
+fn pid_from(file: &Path, within: Duration) -> i32 {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Ok(s) = std::fs::read_to_string(file) {
+            if let Ok(pid) = s.trim().parse() {
+                return pid;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} never written",
+            file.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The parent of `pid` (from /proc/PID/stat; the name may hold spaces).
+fn parent_of(pid: i32) -> i32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+    after_name.split(' ').nth(1).unwrap().parse().unwrap()
+}
+
+/// Whether `pid` is gone (or a zombie nobody reaps yet).
+fn gone_within(pid: i32, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => return true,
+            Ok(stat) if stat[stat.rfind(')').unwrap() + 2..].starts_with('Z') => return true,
+            Ok(_) if Instant::now() >= deadline => return false,
+            Ok(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
+
+/// A child (in a process group of its own, out of reach of a signal to
+/// qmail-smtpd) that hangs, and qmail-smtpd is sent SIGTERM meanwhile:
+/// the child's group goes with it. Before, the child was left running.
+fn killed_while_child_hangs<'a>(
+    name: &'a str,
+    child: &str,
+    setup_with: impl FnOnce(Setup<'a>, &Path) -> Setup<'a>,
+    drive: impl FnOnce(&mut Peer),
+    before_pid: &str,
+) {
+    let pidfile = std::env::temp_dir().join(format!("qsmtpd-{name}-{}.pid", std::process::id()));
+    let _ = std::fs::remove_file(&pidfile);
+    let script = Script::new(
+        child,
+        &format!(
+            "#!/bin/sh\n{before_pid}echo $$ > '{}'\nexec sleep 3600\n",
+            pidfile.display()
+        ),
+    );
+    // timeoutsmtpd and CHECKPASSWORD_TIMEOUT far beyond the test: only
+    // the signal ends the wait.
+    let srv = start(setup_with(
+        Setup::new(name).control("timeoutsmtpd", "600\n"),
+        script.path(),
+    ));
+    let mut c = Peer::connect(&srv);
+    drive(&mut c);
+    let stuck = pid_from(&pidfile, secs(10));
+    let smtpd = parent_of(stuck);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(smtpd),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert!(
+        gone_within(smtpd, secs(5)),
+        "qmail-smtpd {smtpd} survived SIGTERM"
+    );
+    assert!(
+        gone_within(stuck, secs(5)),
+        "{child} {stuck} was left running"
+    );
+    assert!(c.closed());
+    let log = srv.stderr_log();
+    assert!(log.contains("SIGTERM while waiting on child"), "{log}");
+    let _ = std::fs::remove_file(&pidfile);
+}
+
+#[test]
+fn killed_while_qmail_queue_hangs_takes_it_along() {
+    killed_while_child_hangs(
+        "kill-qq",
+        "hung-qmail-queue",
+        |s, path| s.env("QMAILQUEUE", path.to_str().unwrap()),
+        |c| {
+            start_data(c);
+            c.send(b"Subject: stuck\r\n\r\nhello\r\n.\r\n");
+        },
+        // Reads the message to its end (qmail-smtpd closes it at the final
+        // dot, then waits), and only then says its pid and hangs.
+        "cat >/dev/null; ",
+    );
+}
+
+#[test]
+fn killed_while_checkpassword_hangs_takes_it_along() {
+    killed_while_child_hangs(
+        "kill-cp",
+        "hung-checkpassword",
+        |s, path| {
+            s.args(&[path.to_str().unwrap(), "/bin/true"])
+                .env("ALLOW_INSECURE_AUTH", "1")
+                .env("CHECKPASSWORD_TIMEOUT", "600")
+        },
+        |c| {
+            assert!(c.reply().starts_with("220 "));
+            // PLAIN, "\0alice\0wonderland".
+            c.send(b"EHLO k.test\r\n");
+            assert!(c.reply().starts_with("250-"));
+            c.send(b"AUTH PLAIN AGFsaWNlAHdvbmRlcmxhbmQ=\r\n");
+        },
+        "",
+    );
+}
