@@ -118,6 +118,9 @@ pub enum Failure {
     Cancelled,
     /// Not base64, or not the mechanism's format: 501.
     Malformed,
+    /// An initial response to a mechanism where the server speaks first
+    /// (CRAM-MD5): 501 5.7.0 (RFC 4954 §4).
+    ClientFirst,
     /// Well-formed but unusable credentials (NUL, empty, too long): an
     /// authentication failure like a wrong password, never shown to a
     /// back-end. Carries the user name for the log line, if known.
@@ -169,7 +172,7 @@ pub fn start(
         (Mechanism::Login, None) => Step::Challenge(b"Username:".to_vec(), Exchange::LoginUser),
         // RFC 2195: the server speaks first; an initial response is a
         // protocol error.
-        (Mechanism::CramMd5, Some(_)) => Step::Failed(Failure::Malformed),
+        (Mechanism::CramMd5, Some(_)) => Step::Failed(Failure::ClientFirst),
         (Mechanism::CramMd5, None) => {
             let c = challenge();
             Step::Challenge(c.clone(), Exchange::CramMd5 { challenge: c })
@@ -409,7 +412,7 @@ mod tests {
             );
         }
         let s = start(Mechanism::CramMd5, Some(b"abcd"), || b"<c>".to_vec());
-        assert!(matches!(s, Step::Failed(Failure::Malformed)));
+        assert!(matches!(s, Step::Failed(Failure::ClientFirst)));
     }
 
     #[test]

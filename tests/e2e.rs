@@ -119,6 +119,7 @@ fn every_qmail_queue_exit_code_reaches_the_client() {
     // One server; the exit code is chosen per client address by tcprules.
     let codes: &[(i32, &str)] = &[
         (11, "554 5.1.3 envelope address too long for qq"),
+        (115, "554 5.1.3 envelope address too long for qq"),
         (31, "554 5.3.0 mail server permanently rejected message"),
         (51, "451 4.3.0 qq out of memory"),
         (53, "451 4.3.0 qq write error or disk full"),

@@ -1280,7 +1280,40 @@ fn auth_leftovers_rfc4954_mail_parameter_and_long_responses() {
     let l = t.lines();
     assert_eq!(
         l[l.len() - 2..],
-        ["500 5.5.2 line too long", "250 2.0.0 ok"]
+        [
+            "500 5.5.6 Authentication Exchange line is too long",
+            "250 2.0.0 ok"
+        ]
     );
     assert!(t.records.is_empty());
+
+    // CRAM-MD5: the server speaks first, so an initial response is a
+    // client-initiated exchange (RFC 4954 §4): 501 5.7.0.
+    let t = run_with(
+        auth_config(&[("ALLOW_INSECURE_AUTH", "1"), ("ALLOW_CRAM", "1")]),
+        auth_fake(),
+        &[b"EHLO c\r\nAUTH CRAM-MD5 eA==\r\nNOOP\r\n"],
+        0,
+    );
+    let l = t.lines();
+    assert_eq!(
+        l[l.len() - 2..],
+        [
+            "501 5.7.0 Client initiated Authentication Exchange",
+            "250 2.0.0 ok"
+        ]
+    );
+    assert!(t.records.is_empty());
+
+    // RFC 3463: a sender's bad address is X.1.7, a recipient's X.1.3.
+    let t = run(b"EHLO c\r\nMAIL FROM:<a\x01@b>\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c\x01@d>\r\n");
+    let l = t.lines();
+    assert_eq!(
+        l[l.len() - 3..],
+        [
+            "501 5.1.7 bad address syntax",
+            "250 2.1.0 ok",
+            "501 5.1.3 bad address syntax"
+        ]
+    );
 }

@@ -79,7 +79,12 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!(shown, expected);
                 return;
             }
-            Step::Failed(Failure::Cancelled | Failure::Malformed | Failure::Invalid { .. }) => {
+            Step::Failed(
+                Failure::Cancelled
+                | Failure::Malformed
+                | Failure::ClientFirst
+                | Failure::Invalid { .. },
+            ) => {
                 return;
             }
         }

@@ -29,8 +29,10 @@ const PARSER_REPLIES: &[Reply] = &[
     reply::HELO_NEEDS_DOMAIN,
     reply::MAIL_SYNTAX,
     reply::RCPT_SYNTAX,
-    reply::BAD_ADDRESS,
-    reply::ADDRESS_TOO_LONG,
+    reply::BAD_SENDER_ADDRESS,
+    reply::BAD_RCPT_ADDRESS,
+    reply::SENDER_TOO_LONG,
+    reply::RCPT_TOO_LONG,
     reply::UNKNOWN_PARAMETER,
 ];
 

@@ -117,7 +117,7 @@ pub fn parse(line: &[u8]) -> Result<Command<'_>, Reply> {
 
 fn parse_mail(arg: &[u8]) -> Result<Command<'static>, Reply> {
     let rest = strip_prefix_ci(arg, b"FROM:").ok_or(reply::MAIL_SYNTAX)?;
-    let (addr, params) = parse_path(trim_start_spaces(rest), reply::MAIL_SYNTAX)?;
+    let (addr, params) = parse_path(trim_start_spaces(rest), Role::Sender)?;
     let mut size = None;
     let mut body = None;
     for p in params.split(|&b| b == b' ').filter(|p| !p.is_empty()) {
@@ -146,7 +146,7 @@ fn parse_mail(arg: &[u8]) -> Result<Command<'static>, Reply> {
 
 fn parse_rcpt(arg: &[u8]) -> Result<Command<'static>, Reply> {
     let rest = strip_prefix_ci(arg, b"TO:").ok_or(reply::RCPT_SYNTAX)?;
-    let (addr, params) = parse_path(trim_start_spaces(rest), reply::RCPT_SYNTAX)?;
+    let (addr, params) = parse_path(trim_start_spaces(rest), Role::Recipient)?;
     if !params.is_empty() {
         return Err(reply::UNKNOWN_PARAMETER);
     }
@@ -163,9 +163,28 @@ fn parse_size(v: &[u8]) -> Result<u64, Reply> {
     }))
 }
 
+/// Whose address a path is: the replies differ (RFC 3463 X.1.7 / X.1.3).
+#[derive(Clone, Copy)]
+enum Role {
+    Sender,
+    Recipient,
+}
+
 /// Parse `<path>` or a bare address; returns the cleaned address and the
 /// rest of the line (the ESMTP parameters, leading spaces removed).
-fn parse_path(s: &[u8], syntax: Reply) -> Result<(Vec<u8>, &[u8]), Reply> {
+fn parse_path(s: &[u8], role: Role) -> Result<(Vec<u8>, &[u8]), Reply> {
+    let (syntax, bad, too_long) = match role {
+        Role::Sender => (
+            reply::MAIL_SYNTAX,
+            reply::BAD_SENDER_ADDRESS,
+            reply::SENDER_TOO_LONG,
+        ),
+        Role::Recipient => (
+            reply::RCPT_SYNTAX,
+            reply::BAD_RCPT_ADDRESS,
+            reply::RCPT_TOO_LONG,
+        ),
+    };
     let (raw, rest) = if let Some(inner) = s.strip_prefix(b"<") {
         let end = find_unquoted(inner, b'>').ok_or(syntax)?;
         let rest = &inner[end + 1..];
@@ -185,10 +204,10 @@ fn parse_path(s: &[u8], syntax: Reply) -> Result<(Vec<u8>, &[u8]), Reply> {
     let raw = strip_source_route(raw).ok_or(syntax)?;
     let addr = unquote(raw).ok_or(syntax)?;
     if addr.iter().any(|&b| b < 0x20 || b == 0x7f) {
-        return Err(reply::BAD_ADDRESS);
+        return Err(bad);
     }
     if addr.len() > MAX_ADDRESS {
-        return Err(reply::ADDRESS_TOO_LONG);
+        return Err(too_long);
     }
     Ok((addr, rest))
 }
@@ -332,9 +351,10 @@ mod tests {
             ),
             (b"MAIL FROM:<a@b> SMTPUTF8", Err(reply::UNKNOWN_PARAMETER)),
             (b"MAIL FROM:<a@b> RET=HDRS", Err(reply::UNKNOWN_PARAMETER)),
-            (b"MAIL FROM:<a\x01b@c>", Err(reply::BAD_ADDRESS)),
-            (b"MAIL FROM:<a\x7fb@c>", Err(reply::BAD_ADDRESS)),
-            (b"MAIL FROM:<a\tb@c>", Err(reply::BAD_ADDRESS)),
+            (b"MAIL FROM:<a\x01b@c>", Err(reply::BAD_SENDER_ADDRESS)),
+            (b"MAIL FROM:<a\x7fb@c>", Err(reply::BAD_SENDER_ADDRESS)),
+            (b"MAIL FROM:<a\tb@c>", Err(reply::BAD_SENDER_ADDRESS)),
+            (b"RCPT TO:<a\x01b@c>", Err(reply::BAD_RCPT_ADDRESS)),
             (b"RCPT TO:<c@d.example>", Ok(rcpt("c@d.example"))),
             (b"rcpt to:c@d.example", Ok(rcpt("c@d.example"))),
             (b"RCPT TO:<postmaster>", Ok(rcpt("postmaster"))),
@@ -378,7 +398,11 @@ mod tests {
         line.push(b'>');
         assert!(parse(&line).is_ok());
         line.insert(12, b'a');
-        assert_eq!(parse(&line), Err(reply::ADDRESS_TOO_LONG));
+        assert_eq!(parse(&line), Err(reply::SENDER_TOO_LONG));
+        let mut line = b"RCPT TO:<".to_vec();
+        line.extend(std::iter::repeat_n(b'a', MAX_ADDRESS + 1));
+        line.push(b'>');
+        assert_eq!(parse(&line), Err(reply::RCPT_TOO_LONG));
     }
 
     #[test]

@@ -106,6 +106,12 @@ pub const AUTH_UNKNOWN_MECHANISM: Reply =
     Reply::new(504, "5.5.4", "Unrecognized authentication type");
 pub const AUTH_CANCELLED: Reply = Reply::new(501, "5.0.0", "AUTH cancelled");
 pub const AUTH_MALFORMED: Reply = Reply::new(501, "5.5.2", "Cannot decode AUTH response");
+/// RFC 4954 §4 and §6: an initial response where the server speaks first.
+pub const AUTH_CLIENT_FIRST: Reply =
+    Reply::new(501, "5.7.0", "Client initiated Authentication Exchange");
+/// RFC 4954 §6: an AUTH response over the line limit.
+pub const AUTH_LINE_TOO_LONG: Reply =
+    Reply::new(500, "5.5.6", "Authentication Exchange line is too long");
 pub const TOO_MANY_AUTH_FAILURES: Reply = Reply::new(
     421,
     "4.7.0",
@@ -143,9 +149,12 @@ pub const HELO_NEEDS_DOMAIN: Reply = Reply::new(501, "5.5.4", "HELO/EHLO require
 pub const NO_ARGUMENTS: Reply = Reply::new(501, "5.5.4", "this command takes no arguments");
 pub const MAIL_SYNTAX: Reply = Reply::new(501, "5.5.4", "syntax: MAIL FROM:<address>");
 pub const RCPT_SYNTAX: Reply = Reply::new(501, "5.5.4", "syntax: RCPT TO:<address>");
-pub const BAD_ADDRESS: Reply = Reply::new(501, "5.1.7", "bad address syntax");
+// RFC 3463: X.1.7 is the sender's address syntax, X.1.3 a recipient's.
+pub const BAD_SENDER_ADDRESS: Reply = Reply::new(501, "5.1.7", "bad address syntax");
+pub const BAD_RCPT_ADDRESS: Reply = Reply::new(501, "5.1.3", "bad address syntax");
 pub const EMPTY_RCPT: Reply = Reply::new(501, "5.1.3", "empty recipient address");
-pub const ADDRESS_TOO_LONG: Reply = Reply::new(501, "5.1.3", "address too long");
+pub const SENDER_TOO_LONG: Reply = Reply::new(501, "5.1.7", "address too long");
+pub const RCPT_TOO_LONG: Reply = Reply::new(501, "5.1.3", "address too long");
 pub const UNKNOWN_PARAMETER: Reply = Reply::new(555, "5.5.4", "unrecognized or bad parameter");
 
 pub const NESTED_MAIL: Reply = Reply::new(503, "5.5.1", "MAIL already given; RSET first");

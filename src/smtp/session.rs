@@ -254,7 +254,8 @@ pub fn queue_reply(outcome: QueueOutcome) -> Option<Reply> {
     Some(match code {
         0 if outcome.write_failed => reply::QQ_READ_ERROR,
         0 => return None,
-        11 => reply::QQ_ADDRESS_TOO_LONG,
+        // 115: qmail's qmail_close takes it as 11 ("compatibility").
+        11 | 115 => reply::QQ_ADDRESS_TOO_LONG,
         31 => reply::QQ_PERM_REJECTED,
         51 => reply::QQ_OUT_OF_MEMORY,
         52 => reply::QQ_TIMEOUT,
@@ -402,9 +403,13 @@ impl<L: Lookups> Session<L> {
                         self.overlong = false;
                         self.partial.clear();
                         // An AUTH response that long is no response: the
-                        // exchange ends with the error.
-                        self.exchange = None;
-                        self.error(reply::LINE_TOO_LONG, out)
+                        // exchange ends with the error (RFC 4954 §6).
+                        let reply = if self.exchange.take().is_some() {
+                            reply::AUTH_LINE_TOO_LONG
+                        } else {
+                            reply::LINE_TOO_LONG
+                        };
+                        self.error(reply, out)
                     } else if self.partial.is_empty() {
                         self.line(&rest[..nl], out)
                     } else {
@@ -751,6 +756,7 @@ impl<L: Lookups> Session<L> {
             }
             Step::Failed(Failure::Cancelled) => self.error(reply::AUTH_CANCELLED, out),
             Step::Failed(Failure::Malformed) => self.error(reply::AUTH_MALFORMED, out),
+            Step::Failed(Failure::ClientFirst) => self.error(reply::AUTH_CLIENT_FIRST, out),
             Step::Failed(Failure::Invalid { user }) => {
                 let mech = self.auth_mech_started.map_or("?", Mechanism::name);
                 self.auth_failure(&user, mech, "invalid", out)
@@ -1098,6 +1104,7 @@ mod tests {
         };
         assert_eq!(r(0), None);
         assert_eq!(r(11), Some(reply::QQ_ADDRESS_TOO_LONG));
+        assert_eq!(r(115), Some(reply::QQ_ADDRESS_TOO_LONG));
         assert_eq!(r(31), Some(reply::QQ_PERM_REJECTED));
         assert_eq!(r(12), Some(reply::QQ_PERM_PROBLEM));
         assert_eq!(r(40), Some(reply::QQ_PERM_PROBLEM));
