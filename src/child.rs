@@ -39,7 +39,7 @@ fn ending() -> SigSet {
 }
 
 /// The process's signal descriptor, made on first use: SIGCHLD (blocked
-/// for good) and the ending signals (blocked only inside [`poll_until`]).
+/// for good) and the ending signals (blocked only while a [`Held`] lives).
 fn signals() -> io::Result<&'static SignalFd> {
     static FD: OnceLock<Result<SignalFd, Errno>> = OnceLock::new();
     FD.get_or_init(|| {
@@ -172,8 +172,9 @@ fn poll_until(
 
 /// Wait until `child` exits or `deadline` passes (`Ok(None)`).
 pub fn wait_until(child: &mut Child, deadline: Instant) -> io::Result<Option<ExitStatus>> {
-    // Made before the first check, so SIGCHLD is blocked and an exit
-    // between the check and the poll stays pending for the poll to see.
+    // `Held::new` makes the descriptor, so SIGCHLD is blocked before the
+    // first check: an exit between a check and the poll stays pending for
+    // the poll to see.
     let group = group(child);
     let _held = Held::new(group)?;
     loop {
