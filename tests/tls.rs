@@ -365,3 +365,44 @@ fn a_key_that_does_not_match_is_found_at_starttls_and_answered_454() {
     );
     assert!(!log.contains("PRIVATE KEY"), "{log}");
 }
+
+#[test]
+fn a_pem_without_a_key_means_no_starttls_and_a_garbled_key_454() {
+    let dir = std::env::temp_dir().join(format!("qsmtpd-nokey-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    common::make_cert(&dir.join("a.pem"));
+    let pem = std::fs::read_to_string(dir.join("a.pem")).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let key_at = pem.find("-----BEGIN PRIVATE KEY").unwrap();
+    let body_at = key_at + pem[key_at..].find('\n').unwrap() + 1;
+
+    // Certificate only: nothing to offer.
+    let srv = Setup::new("nokey")
+        .control("servercert.pem", &pem[..key_at])
+        .start();
+    let mut c = Client::connect(&srv);
+    assert!(c.reply().starts_with("220"));
+    c.send(b"EHLO x.test\r\n");
+    assert!(!c.reply().contains("STARTTLS"));
+    let log = srv.stderr_log();
+    assert!(log.contains("no private key found"), "{log}");
+
+    // A key section whose base64 is garbled: EHLO does not decode the key,
+    // so STARTTLS is offered; the load at STARTTLS finds it: 454.
+    let garbled = format!("{}!!!!{}", &pem[..body_at], &pem[body_at + 4..]);
+    let srv = Setup::new("badkey")
+        .control("servercert.pem", &garbled)
+        .start();
+    let mut c = Client::connect(&srv);
+    assert!(c.reply().starts_with("220"));
+    c.send(b"EHLO x.test\r\n");
+    assert!(c.reply().contains("250 STARTTLS"));
+    c.send(b"STARTTLS\r\nNOOP\r\n");
+    assert_eq!(
+        c.reply(),
+        "454 4.7.0 TLS not available due to local problem\r\n"
+    );
+    assert_eq!(c.reply(), "250 2.0.0 ok\r\n");
+    let log = srv.stderr_log();
+    assert!(log.contains("not valid base64"), "{log}");
+}
