@@ -123,10 +123,9 @@ pub fn server_config(
 /// session's instructions. A key that is there but unusable is found by
 /// [`server_config`] when STARTTLS is asked for (then 454).
 pub fn check_pem(cert: &Path, key: Option<&Path>) -> Result<(), ConfigError> {
-    let read = |path: &Path, what: &str| {
-        std::fs::read(path).map_err(|e| pem_error(path, what, &pem::Error::Io(e)))
-    };
-    let cert_pem = read(cert, "certificate")?;
+    let cert_pem = read_file(cert, "certificate")?;
+    // Only the first section: iterating on would decode the key's section
+    // too, when it is in the same file.
     let mut certs = CertificateDer::pem_slice_iter(&cert_pem);
     match certs.next() {
         Some(Ok(_)) => {}
@@ -139,7 +138,7 @@ pub fn check_pem(cert: &Path, key: Option<&Path>) -> Result<(), ConfigError> {
         }
     }
     let (key_path, key_pem) = match key {
-        Some(k) => (k, read(k, "private key")?),
+        Some(k) => (k, read_file(k, "private key")?),
         None => (cert, cert_pem),
     };
     if has_key_section(&key_pem) {
@@ -151,6 +150,11 @@ pub fn check_pem(cert: &Path, key: Option<&Path>) -> Result<(), ConfigError> {
             &pem::Error::NoItemsFound,
         ))
     }
+}
+
+/// A whole file, or why not (never its contents).
+fn read_file(path: &Path, what: &str) -> Result<Vec<u8>, ConfigError> {
+    std::fs::read(path).map_err(|e| pem_error(path, what, &pem::Error::Io(e)))
 }
 
 /// Whether `pem` has a BEGIN line of a private key kind that rustls reads
@@ -175,10 +179,7 @@ fn read_pem(
     cert: &Path,
     key: Option<&Path>,
 ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), ConfigError> {
-    let read = |path: &Path, what: &str| {
-        std::fs::read(path).map_err(|e| pem_error(path, what, &pem::Error::Io(e)))
-    };
-    let cert_pem = read(cert, "certificate")?;
+    let cert_pem = read_file(cert, "certificate")?;
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
         .collect::<Result<_, _>>()
         .map_err(|e| pem_error(cert, "certificate", &e))?;
@@ -189,7 +190,7 @@ fn read_pem(
         )));
     }
     let (key_path, key_pem) = match key {
-        Some(k) => (k, read(k, "private key")?),
+        Some(k) => (k, read_file(k, "private key")?),
         None => (cert, cert_pem),
     };
     let key = PrivateKeyDer::from_pem_slice(&key_pem)
