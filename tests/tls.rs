@@ -327,6 +327,25 @@ fn broken_handshakes_end_cleanly() {
     assert!(!log.contains("panicked"), "{log}");
 }
 
+/// STARTTLS is offered (EHLO only looks at the PEM), but the key fails to
+/// load when it is asked for: 454, and the session goes on in clear.
+fn starttls_offered_then_454(srv: &common::Server) {
+    let mut c = Client::connect(srv);
+    assert!(c.reply().starts_with("220"));
+    c.send(b"EHLO x.test\r\n");
+    assert!(c.reply().contains("250 STARTTLS"));
+    c.send(b"STARTTLS\r\nNOOP\r\n");
+    assert_eq!(
+        c.reply(),
+        "454 4.7.0 TLS not available due to local problem\r\n"
+    );
+    assert_eq!(
+        c.reply(),
+        "250 2.0.0 ok\r\n",
+        "the session goes on in clear"
+    );
+}
+
 #[test]
 fn a_key_that_does_not_match_is_found_at_starttls_and_answered_454() {
     // EHLO only looks at the PEM (loading an RSA key is most of a plain
@@ -344,20 +363,7 @@ fn a_key_that_does_not_match_is_found_at_starttls_and_answered_454() {
     let srv = Setup::new("mismatch")
         .control("servercert.pem", &mixed)
         .start();
-    let mut c = Client::connect(&srv);
-    assert!(c.reply().starts_with("220"));
-    c.send(b"EHLO x.test\r\n");
-    assert!(c.reply().contains("250 STARTTLS"));
-    c.send(b"STARTTLS\r\nNOOP\r\n");
-    assert_eq!(
-        c.reply(),
-        "454 4.7.0 TLS not available due to local problem\r\n"
-    );
-    assert_eq!(
-        c.reply(),
-        "250 2.0.0 ok\r\n",
-        "the session goes on in clear"
-    );
+    starttls_offered_then_454(&srv);
     let log = srv.stderr_log();
     assert!(
         log.contains("TLS not available") && log.contains("certificate or key"),
@@ -393,16 +399,7 @@ fn a_pem_without_a_key_means_no_starttls_and_a_garbled_key_454() {
     let srv = Setup::new("badkey")
         .control("servercert.pem", &garbled)
         .start();
-    let mut c = Client::connect(&srv);
-    assert!(c.reply().starts_with("220"));
-    c.send(b"EHLO x.test\r\n");
-    assert!(c.reply().contains("250 STARTTLS"));
-    c.send(b"STARTTLS\r\nNOOP\r\n");
-    assert_eq!(
-        c.reply(),
-        "454 4.7.0 TLS not available due to local problem\r\n"
-    );
-    assert_eq!(c.reply(), "250 2.0.0 ok\r\n");
+    starttls_offered_then_454(&srv);
     let log = srv.stderr_log();
     assert!(log.contains("not valid base64"), "{log}");
 }
