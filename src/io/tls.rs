@@ -124,19 +124,7 @@ pub fn server_config(
 /// [`server_config`] when STARTTLS is asked for (then 454).
 pub fn check_pem(cert: &Path, key: Option<&Path>) -> Result<(), ConfigError> {
     let cert_pem = read_file(cert, "certificate")?;
-    // Only the first section: iterating on would decode the key's section
-    // too, when it is in the same file.
-    let mut certs = CertificateDer::pem_slice_iter(&cert_pem);
-    match certs.next() {
-        Some(Ok(_)) => {}
-        Some(Err(e)) => return Err(pem_error(cert, "certificate", &e)),
-        None => {
-            return Err(ConfigError(format!(
-                "{}: no certificate found",
-                cert.display()
-            )));
-        }
-    }
+    first_certificate(&cert_pem, cert)?;
     let (key_path, key_pem) = match key {
         Some(k) => (k, read_file(k, "private key")?),
         None => (cert, cert_pem),
@@ -184,10 +172,7 @@ fn read_pem(
         .collect::<Result<_, _>>()
         .map_err(|e| pem_error(cert, "certificate", &e))?;
     if certs.is_empty() {
-        return Err(ConfigError(format!(
-            "{}: no certificate found",
-            cert.display()
-        )));
+        return Err(no_certificate(cert));
     }
     let (key_path, key_pem) = match key {
         Some(k) => (k, read_file(k, "private key")?),
@@ -200,16 +185,22 @@ fn read_pem(
 
 /// The first (end-entity) certificate in a PEM file, as DER.
 pub fn end_entity_certificate(path: &Path) -> Result<Vec<u8>, ConfigError> {
-    let mut certs =
-        CertificateDer::pem_file_iter(path).map_err(|e| pem_error(path, "certificate", &e))?;
-    match certs.next() {
-        Some(Ok(c)) => Ok(c.as_ref().to_vec()),
+    let pem = read_file(path, "certificate")?;
+    first_certificate(&pem, path).map(|c| c.as_ref().to_vec())
+}
+
+/// The first certificate in `pem` (the text of `path`). Only that section
+/// is decoded: going on would decode a key kept in the same file too.
+fn first_certificate(pem: &[u8], path: &Path) -> Result<CertificateDer<'static>, ConfigError> {
+    match CertificateDer::pem_slice_iter(pem).next() {
+        Some(Ok(c)) => Ok(c),
         Some(Err(e)) => Err(pem_error(path, "certificate", &e)),
-        None => Err(ConfigError(format!(
-            "{}: no certificate found",
-            path.display()
-        ))),
+        None => Err(no_certificate(path)),
     }
+}
+
+fn no_certificate(path: &Path) -> ConfigError {
+    ConfigError(format!("{}: no certificate found", path.display()))
 }
 
 /// OpenSSL names of the suites rustls offers by default.
