@@ -152,6 +152,15 @@ pub struct Settings {
 /// Default `CHECKPASSWORD_TIMEOUT`, seconds.
 pub const DEFAULT_AUTH_TIMEOUT: u64 = 60;
 
+/// `timeoutsmtpd` alone, for what is read before the settings (the PROXY
+/// header). A file that cannot be read gives the default here; [`load`]
+/// then refuses the connection for it.
+pub fn timeout(env: &Env) -> Duration {
+    let path = qmailhome(env).join("control").join("timeoutsmtpd");
+    let secs = read_int(&path, &mut Vec::new()).ok().flatten();
+    Duration::from_secs(secs.unwrap_or(DEFAULT_TIMEOUT).max(1))
+}
+
 /// Read the control files below `$QMAILHOME/control`, the tcpserver
 /// environment and what the command line said.
 pub fn load(env: &Env, invocation: &Invocation) -> Result<Settings, StartupError> {

@@ -54,7 +54,19 @@ fn run() -> i32 {
             Invocation::default()
         }
     };
-    let env = Env::from_process();
+    let mut env = Env::from_process();
+    // Behind a load balancer: the real client comes in a PROXY header,
+    // before anything else is read or said.
+    let mut via = None;
+    if qmail_smtpd::policy::number(env.get("PROXY_PROTOCOL")) > 0 {
+        match proxied(&env) {
+            Ok(balancer) => {
+                via = balancer;
+                env = Env::from_process();
+            }
+            Err(code) => return code,
+        }
+    }
     let settings = match control::load(&env, &invocation) {
         Ok(s) => s,
         Err(e) => {
@@ -93,7 +105,45 @@ fn run() -> i32 {
         tls_env,
         auth,
         settings.timeout,
+        via,
     )
+}
+
+/// Read the PROXY header and make the environment describe the real
+/// client. `Ok(Some(balancer))` when the addresses changed; `Err(exit
+/// code)` when the connection is over (logged once; the client hears
+/// nothing, or 421 when `PROXY_RULES` cannot be read).
+fn proxied(env: &Env) -> Result<Option<String>, i32> {
+    use qmail_smtpd::io::proxy::{self, Verdict};
+    let balancer = env
+        .get("TCPREMOTEIP")
+        .map_or_else(|| "unknown".into(), printable);
+    match proxy::accept(env, control::timeout(env)) {
+        Ok(Verdict::Serve { client: Some(_) }) => Ok(Some(balancer)),
+        Ok(Verdict::Serve { client: None }) => Ok(None),
+        Ok(Verdict::Deny { client, key }) => {
+            log::line(&format!(
+                "PROXY: remote={client} via={balancer}: denied by the rule {key:?} of PROXY_RULES: closing"
+            ));
+            Err(0)
+        }
+        Ok(Verdict::RulesUnreadable(why)) => {
+            log::line(&format!("fatal: unable to read PROXY_RULES {why}"));
+            let mut out = Vec::new();
+            qmail_smtpd::smtp::reply::CONTROL_UNREADABLE.render(&mut out);
+            if let Some(mut t) = startup_link(env) {
+                let _ = t.write_all(&out);
+                t.close();
+            }
+            Err(1)
+        }
+        Err(e) => {
+            log::line(&format!(
+                "PROXY: via={balancer}: no valid header ({e}): closing without a greeting"
+            ));
+            Err(1)
+        }
+    }
 }
 
 /// The link for a reply when the settings could not be loaded. Under SMTPS
@@ -278,6 +328,7 @@ fn serve(
     tls_env: Vec<(String, Option<Vec<u8>>)>,
     auth: Option<(Backend, Duration)>,
     timeout: Duration,
+    via: Option<String>,
 ) -> i32 {
     let started = Instant::now();
     let mut conn = Conn {
@@ -294,8 +345,9 @@ fn serve(
         .map(|(code, n)| format!("{code}x{n}"))
         .collect();
     log::line(&format!(
-        "end {}{} duration={:.3}s how={how}",
+        "end {}{}{} duration={:.3}s how={how}",
         session.summary(),
+        via.map_or_else(String::new, |b| format!(" via={b}")),
         if rejected.is_empty() {
             String::new()
         } else {
