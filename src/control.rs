@@ -123,6 +123,17 @@ impl Env {
         self.vars.push((name.into(), value.into()));
     }
 
+    /// Apply set/unset changes (the PROXY header's, say).
+    pub fn apply(&mut self, changes: &[(String, Option<String>)]) {
+        use std::os::unix::ffi::OsStrExt;
+        for (name, value) in changes {
+            match value {
+                Some(v) => self.set(name, v),
+                None => self.vars.retain(|(k, _)| k.as_bytes() != name.as_bytes()),
+            }
+        }
+    }
+
     pub fn get(&self, name: &str) -> Option<&[u8]> {
         use std::os::unix::ffi::OsStrExt;
         self.vars

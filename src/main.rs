@@ -114,20 +114,20 @@ fn run() -> i32 {
 /// code)` when the connection is over (logged once; the client hears
 /// nothing, or 421 when `PROXY_RULES` cannot be read).
 fn proxied(env: &Env) -> Result<Option<String>, i32> {
-    use qmail_smtpd::io::proxy::{self, Verdict};
+    use qmail_smtpd::io::proxy::{self, Refusal, Verdict};
     let balancer = env
         .get("TCPREMOTEIP")
         .map_or_else(|| "unknown".into(), printable);
     match proxy::accept(env, control::timeout(env)) {
         Ok(Verdict::Serve { client: Some(_) }) => Ok(Some(balancer)),
         Ok(Verdict::Serve { client: None }) => Ok(None),
-        Ok(Verdict::Deny { client, key }) => {
+        Ok(Verdict::Refused(Refusal::Deny { client, key })) => {
             log::line(&format!(
                 "PROXY: remote={client} via={balancer}: denied by the rule {key:?} of PROXY_RULES: closing"
             ));
             Err(0)
         }
-        Ok(Verdict::RulesUnreadable(why)) => {
+        Ok(Verdict::Refused(Refusal::RulesUnreadable(why))) => {
             log::line(&format!("fatal: unable to read PROXY_RULES {why}"));
             let mut out = Vec::new();
             qmail_smtpd::smtp::reply::CONTROL_UNREADABLE.render(&mut out);
@@ -185,7 +185,7 @@ fn explain_main(args: &[OsString]) -> i32 {
         Err(e) => {
             eprintln!("qmail-smtpd --explain: {e}");
             eprintln!(
-                "usage: qmail-smtpd --explain [--rules FILE.cdb --ip A.B.C.D [--host NAME]] [--format=json] [hostname] [checkpassword subprogram ...]"
+                "usage: qmail-smtpd --explain [--rules FILE.cdb --ip A.B.C.D [--host NAME] [--via BALANCER]] [--format=json] [hostname] [checkpassword subprogram ...]"
             );
             return 2;
         }
@@ -217,7 +217,7 @@ fn check_main(args: &[OsString]) -> i32 {
         Err(e) => {
             eprintln!("qmail-smtpd --check: {e}");
             eprintln!(
-                "usage: qmail-smtpd --check [--user NAME] [hostname] [checkpassword subprogram ...]"
+                "usage: qmail-smtpd --check [--user NAME] [--rules FILE.cdb] [hostname] [checkpassword subprogram ...]"
             );
             return 2;
         }

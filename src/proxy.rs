@@ -131,6 +131,9 @@ fn parse_v1(buf: &[u8]) -> Result<Option<Header>, HeaderError> {
     let Some(line) = window[..lf].strip_suffix(b"\r") else {
         return Err(HeaderError::V1Syntax("line ends in LF without CR"));
     };
+    if line.contains(&b'\r') {
+        return Err(HeaderError::V1Syntax("CR without LF"));
+    }
     let line = std::str::from_utf8(&line[signature.len()..])
         .map_err(|_| HeaderError::V1Syntax("not ASCII"))?;
     let len = lf + 1;
@@ -444,6 +447,7 @@ mod tests {
             b"PROXY UDP4 192.0.2.7 198.51.100.1 1 25\r\n",
             b"PROXY TCP4 192.0.2.7\r198.51.100.1 1 25\r\n",
             b"PROXY \xff\r\n",
+            b"PROXY UNKNOWN a\rb\r\n",
         ];
         for input in bad {
             assert!(

@@ -144,15 +144,24 @@ pub fn read_header(fd: BorrowedFd<'_>, timeout: Duration) -> Result<Header, Read
     }
 }
 
-/// What to do with the connection after the header.
+/// Why the real client is not served.
 #[derive(Debug)]
-pub enum Verdict {
-    /// Serve it; the environment now describes the real client.
-    Serve { client: Option<String> },
-    /// The real client's tcprules entry says deny: close without a word.
+pub enum Refusal {
+    /// Its tcprules entry says deny: close without a word.
     Deny { client: String, key: String },
     /// `PROXY_RULES` cannot be read: the connection gets 421.
     RulesUnreadable(String),
+}
+
+/// What to do with the connection after the header.
+#[derive(Debug)]
+pub enum Verdict {
+    /// Serve it; the environment now describes the real client (`None`:
+    /// a LOCAL or UNKNOWN header, the balancer's own addresses stand).
+    Serve {
+        client: Option<String>,
+    },
+    Refused(Refusal),
 }
 
 /// The rule tcpserver's `-x` would pick for `ip` in the CDB at `path`.
@@ -162,7 +171,7 @@ fn rule(db: &cdb::CDB, ip: &str, host: Option<&str>, info: Option<&str>) -> Opti
 
 /// The environment changes for `header`, given the environment tcpserver
 /// set for the balancer's connection. Reads the `PROXY_RULES` CDB.
-pub fn changes(header: &Header, env: &Env) -> Result<Vec<EnvChange>, Verdict> {
+pub fn changes(header: &Header, env: &Env) -> Result<Vec<EnvChange>, Refusal> {
     let Some(endpoints) = header.endpoints else {
         return Ok(Vec::new());
     };
@@ -176,7 +185,7 @@ pub fn changes(header: &Header, env: &Env) -> Result<Vec<EnvChange>, Verdict> {
         use std::os::unix::ffi::OsStrExt;
         let path = Path::new(std::ffi::OsStr::from_bytes(path));
         let db = cdb::CDB::open(path)
-            .map_err(|e| Verdict::RulesUnreadable(format!("{}: {e}", path.display())))?;
+            .map_err(|e| Refusal::RulesUnreadable(format!("{}: {e}", path.display())))?;
         // The rule tcpserver applied for the balancer is undone: it
         // described the balancer, not the client.
         let balancer_ip = text("TCPREMOTEIP").unwrap_or_default();
@@ -190,7 +199,7 @@ pub fn changes(header: &Header, env: &Env) -> Result<Vec<EnvChange>, Verdict> {
         }
         // No DNS or ident for the real client: its IP decides.
         match rule(&db, &client, None, None) {
-            Some(r) if !r.allow => return Err(Verdict::Deny { client, key: r.key }),
+            Some(r) if !r.allow => return Err(Refusal::Deny { client, key: r.key }),
             Some(r) => client_rule = Some(r.env),
             None => client_rule = Some(Vec::new()),
         }
@@ -236,7 +245,7 @@ pub fn accept(env: &Env, timeout: Duration) -> Result<Verdict, ReadError> {
                 client: header.endpoints.map(|e| proxy::tcpserver_ip(e.client.ip())),
             }
         }
-        Err(v) => v,
+        Err(r) => Verdict::Refused(r),
     })
 }
 
