@@ -598,7 +598,13 @@ fn haproxy_in_front_of_two_smtpd_25_nodes() {
     // Round robin: four deliveries from the stranger reach both nodes,
     // each naming the real client.
     for _ in 0..4 {
-        let o = swaks(&["--local-interface", "127.0.0.2", "--tls", "--to", "u@example.org"]);
+        let o = swaks(&[
+            "--local-interface",
+            "127.0.0.2",
+            "--tls",
+            "--to",
+            "u@example.org",
+        ]);
         assert!(o.status.success(), "{}", text(&o));
     }
     let o = swaks(&["--local-interface", "127.0.0.2", "--to", "x@elsewhere.test"]);

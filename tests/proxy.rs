@@ -449,7 +449,9 @@ fn haproxy(srv: &Server, name: &str) -> (Haproxy, u16, u16) {
          frontend smtp_v1\n  bind 127.0.0.1:{p1}\n  default_backend nodes_v1\n\
          backend nodes_v1\n  server node1 127.0.0.1:{port} send-proxy\n\
          frontend smtp_v2\n  bind 127.0.0.1:{p2}\n  default_backend nodes_v2\n\
-         backend nodes_v2\n  server node1 127.0.0.1:{port} send-proxy-v2\n",
+         backend nodes_v2\n  server node1 127.0.0.1:{port} send-proxy-v2\n\
+         backend health\n  option smtpchk HELO balancer.invalid\n  \
+         server node1 127.0.0.1:{port} send-proxy-v2 check check-send-proxy inter 300ms\n",
         port = srv.port
     );
     let path = dir.join("haproxy.cfg");
@@ -601,4 +603,21 @@ fn haproxy_send_proxy_v1_and_v2_apply_the_real_clients_rules() {
         "{log}"
     );
     assert!(log.contains("end remote=127.0.0.4 "), "{log}");
+
+    // haproxy's SMTP health checks come with a v2 LOCAL header: served as
+    // the balancer itself, without a via= (the addresses did not change).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = srv.stderr_log();
+        if let Some(l) = log
+            .lines()
+            .find(|l| l.contains("helo=\"balancer.invalid\""))
+        {
+            assert!(l.contains("end remote=127.0.0.1 "), "{l}");
+            assert!(!l.contains("via="), "{l}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no health check seen: {log}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
