@@ -347,12 +347,12 @@ fn serve(
     log::line(&format!(
         "end {}{}{} duration={:.3}s how={how}",
         session.summary(),
-        via.map_or_else(String::new, |b| format!(" via={b}")),
         if rejected.is_empty() {
             String::new()
         } else {
             format!(" rejected={}", rejected.join(","))
         },
+        via.map_or_else(String::new, |b| format!(" via={b}")),
         started.elapsed().as_secs_f64(),
     ));
     code
