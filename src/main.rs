@@ -59,11 +59,8 @@ fn run() -> i32 {
     // before anything else is read or said.
     let mut via = None;
     if qmail_smtpd::policy::number(env.get("PROXY_PROTOCOL")) > 0 {
-        match proxied(&env) {
-            Ok(balancer) => {
-                via = balancer;
-                env = Env::from_process();
-            }
+        match proxied(&mut env) {
+            Ok(balancer) => via = balancer,
             Err(code) => return code,
         }
     }
@@ -113,12 +110,13 @@ fn run() -> i32 {
 /// client. `Ok(Some(balancer))` when the addresses changed; `Err(exit
 /// code)` when the connection is over (logged once; the client hears
 /// nothing, or 421 when `PROXY_RULES` cannot be read).
-fn proxied(env: &Env) -> Result<Option<String>, i32> {
+fn proxied(env: &mut Env) -> Result<Option<String>, i32> {
     use qmail_smtpd::io::proxy::{self, Refusal, Verdict};
     let balancer = env
         .get("TCPREMOTEIP")
         .map_or_else(|| "unknown".into(), printable);
-    match proxy::accept(env, control::timeout(env)) {
+    let timeout = control::timeout(env);
+    match proxy::accept(env, timeout) {
         Ok(Verdict::Serve { client: Some(_) }) => Ok(Some(balancer)),
         Ok(Verdict::Serve { client: None }) => Ok(None),
         Ok(Verdict::Refused(Refusal::Deny { client, key })) => {

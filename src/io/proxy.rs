@@ -234,13 +234,16 @@ pub fn apply(changes: &[EnvChange]) {
     }
 }
 
-/// Read the header on fd 0 and set the environment accordingly.
-pub fn accept(env: &Env, timeout: Duration) -> Result<Verdict, ReadError> {
+/// Read the header on fd 0 and set the environment accordingly: the
+/// process's, which every child inherits, and `env`, the snapshot the
+/// settings are read from.
+pub fn accept(env: &mut Env, timeout: Duration) -> Result<Verdict, ReadError> {
     let stdin = std::io::stdin();
     let header = read_header(std::os::fd::AsFd::as_fd(&stdin), timeout)?;
     Ok(match changes(&header, env) {
         Ok(c) => {
             apply(&c);
+            env.apply(&c);
             Verdict::Serve {
                 client: header.endpoints.map(|e| proxy::tcpserver_ip(e.client.ip())),
             }
