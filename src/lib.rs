@@ -15,4 +15,5 @@ pub mod log;
 pub mod policy;
 pub mod queue;
 pub mod smtp;
+pub mod spp;
 pub mod tcprules;
