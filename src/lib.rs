@@ -12,6 +12,7 @@ pub mod control;
 pub mod explain;
 pub mod io;
 pub mod log;
+pub mod plugins;
 pub mod policy;
 pub mod queue;
 pub mod smtp;

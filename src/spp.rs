@@ -364,6 +364,8 @@ impl Run {
     /// A plugin failed: spp's `451 qmail-spp failure: <line>: <why>`
     /// replaces any verdict it gave, and the chain ends.
     pub fn fail(&mut self, plugin: &Plugin, why: &str) {
+        // `P` lines were the start of a reply that will not come.
+        self.print.clear();
         self.message.clear();
         self.message.extend_from_slice(b"451 qmail-spp failure: ");
         self.message.extend_from_slice(&plugin.line);
@@ -444,6 +446,62 @@ pub fn chain(
         }
     }
     run
+}
+
+/// What plugins set up that outlives one hook: the session keeps it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct State {
+    /// The variables spp puts into qmail-smtpd's environment (its own
+    /// `SMTP*` ones and `S`/`U`), seen by later plugins and qmail-queue;
+    /// `None` unsets. One entry per name.
+    pub env: Vec<(String, Option<Vec<u8>>)>,
+    /// `H` lines for the next message, after the Received line.
+    pub headers: Vec<u8>,
+    /// Queued `L` replies for the next MAIL, RCPT, DATA.
+    pub later: [Vec<u8>; 3],
+    /// An `A` was given: no more plugins this session.
+    pub disabled: bool,
+    /// RCPT commands in this transaction, including rejected ones.
+    pub rcpts_all: u64,
+}
+
+impl State {
+    /// Set (`Some`) or unset (`None`) a variable.
+    pub fn set(&mut self, name: &str, value: Option<&[u8]>) {
+        let value = value.map(<[u8]>::to_vec);
+        match self.env.iter_mut().find(|(k, _)| k == name) {
+            Some(e) => e.1 = value,
+            None => self.env.push((name.to_string(), value)),
+        }
+    }
+
+    /// Take in what a hook's plugins said (not the verdict itself).
+    pub fn apply(&mut self, run: &Run) {
+        for (k, v) in &run.env {
+            self.set(&String::from_utf8_lossy(k), v.as_deref());
+        }
+        self.headers.extend_from_slice(&run.headers);
+        for (q, add) in self.later.iter_mut().zip(&run.later) {
+            q.extend_from_slice(add);
+        }
+        if run.end == Some(End::Accept) {
+            self.disabled = true;
+        }
+    }
+
+    /// The queued `L` replies for a command, if any.
+    pub fn queued(&self, which: Later) -> Option<&[u8]> {
+        let q = &self.later[which as usize];
+        (!q.is_empty()).then_some(q.as_slice())
+    }
+
+    /// RSET and the end of a message: headers, queued replies and the
+    /// recipient count go.
+    pub fn reset_message(&mut self) {
+        self.headers.clear();
+        self.later = Default::default();
+        self.rcpts_all = 0;
+    }
 }
 
 #[cfg(test)]
