@@ -14,6 +14,8 @@ pub mod io;
 pub mod log;
 pub mod plugins;
 pub mod policy;
+pub mod policy_client;
+pub mod policy_delegation;
 pub mod queue;
 pub mod smtp;
 pub mod spp;

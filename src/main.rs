@@ -18,6 +18,7 @@ use qmail_smtpd::io::transport::Transport;
 use qmail_smtpd::log;
 use qmail_smtpd::plugins::{self, Hooks};
 use qmail_smtpd::policy::Link;
+use qmail_smtpd::policy_client::PolicyClient;
 use qmail_smtpd::queue::{self, Queue};
 use qmail_smtpd::smtp::session::{Action, AuthResult, End, Output, Session, printable};
 use qmail_smtpd::{check, explain, spp};
@@ -60,6 +61,7 @@ fn run() -> i32 {
         // qmail-spp: a stat of smtpplugins when there is none.
         let hooks = plugins::load(&env, &s.qmailhome)?;
         s.config.spp = hooks.as_ref().map_or(0, |h| h.plugins.mask());
+        s.config.policy_service = env.get("POLICY_SERVICE").is_some_and(|v| !v.is_empty());
         Ok((s, hooks))
     });
     let (settings, hooks) = match settings {
@@ -100,8 +102,18 @@ fn run() -> i32 {
         tls_env,
         auth,
         settings.timeout,
-        hooks.as_ref(),
+        Checks {
+            hooks: hooks.as_ref(),
+            policy: PolicyClient::from_env(&env),
+        },
     )
+}
+
+/// The outside checks of this connection: qmail-spp plugins and a Postfix
+/// policy service.
+struct Checks<'a> {
+    hooks: Option<&'a Hooks>,
+    policy: Option<PolicyClient>,
 }
 
 /// The link for a reply when the settings could not be loaded. Under SMTPS
@@ -286,7 +298,7 @@ fn serve(
     tls_env: Vec<(String, Option<Vec<u8>>)>,
     auth: Option<(Backend, Duration)>,
     timeout: Duration,
-    hooks: Option<&Hooks>,
+    checks: Checks,
 ) -> i32 {
     let started = Instant::now();
     let mut conn = Conn {
@@ -302,7 +314,7 @@ fn serve(
         tls_env,
         auth,
         timeout,
-        hooks,
+        checks,
     );
     let how = session.end().map_or(edge_end, End::name);
     let rejected: Vec<String> = conn
@@ -332,7 +344,7 @@ fn dialogue(
     mut tls_env: Vec<(String, Option<Vec<u8>>)>,
     auth: Option<(Backend, Duration)>,
     queue_timeout: Duration,
-    hooks: Option<&Hooks>,
+    mut checks: Checks,
 ) -> (i32, &'static str) {
     let mut buf = vec![0u8; READ_BUF];
     let (mut pos, mut len) = (0usize, 0usize);
@@ -461,11 +473,20 @@ fn dialogue(
             Action::RunHook(hook) => {
                 let mut env = tls_env.clone();
                 env.extend(session.hook_env());
-                let run = match hooks {
+                let run = match checks.hooks {
                     Some(h) => h.run(hook, &env),
                     None => spp::Run::new(hook),
                 };
                 next = Some(session.hook_done(&run, &mut conn.out));
+            }
+            Action::AskPolicy => {
+                let verdict = match &mut checks.policy {
+                    Some(p) => p.ask(session.policy_request(), &tls_env),
+                    None => qmail_smtpd::policy_delegation::decide(
+                        qmail_smtpd::policy_delegation::DEFAULT_FAILURE_ACTION,
+                    ),
+                };
+                next = Some(session.policy_answered(verdict, &mut conn.out));
             }
             Action::Close => return (close(conn, queue), "closed"),
         }

@@ -417,6 +417,7 @@ fuzz_target!(|input: &[u8]| {
                     s.tls_started("TLSv1.3 X".into());
                 }
                 Action::RunHook(_) => unreachable!("no plugins configured"),
+                Action::AskPolicy => unreachable!("no policy service configured"),
                 Action::CheckPassword => {
                     // Credentials reach the back-end only on an encrypted
                     // link, unless the policy allows AUTH in clear.

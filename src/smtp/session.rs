@@ -122,6 +122,9 @@ pub struct Config {
     /// qmail-spp: one bit per hook with plugins ([`Hook::bit`]); 0 when
     /// `smtpplugins` is absent or `NOSPP` is set.
     pub spp: u8,
+    /// `POLICY_SERVICE` is set: ask it about every recipient that passed
+    /// our own checks.
+    pub policy_service: bool,
 }
 
 impl Config {
@@ -151,6 +154,7 @@ impl Config {
             auth_env: Vec::new(),
             transcript: false,
             spp: 0,
+            policy_service: false,
         }
     }
 }
@@ -193,6 +197,9 @@ pub enum Action {
     /// Run the qmail-spp plugins of this hook with [`Session::hook_env`]
     /// added to the environment, then call [`Session::hook_done`].
     RunHook(Hook),
+    /// Ask the policy service about [`Session::policy_request`], then
+    /// call [`Session::policy_answered`].
+    AskPolicy,
 }
 
 /// Why a session ended.
@@ -294,6 +301,10 @@ struct Transaction {
     bad_sender: bool,
     rcpts: Vec<Vec<u8>>,
     rcpt_attempted: bool,
+    /// `SIZE=` of MAIL, for the policy service.
+    size: u64,
+    /// Header lines a policy service asked for (`PREPEND`).
+    prepend: Vec<u8>,
 }
 
 enum Phase {
@@ -344,6 +355,8 @@ pub struct Session<L> {
     spp_connected: spp::State,
     /// The command waiting for [`Action::RunHook`]'s verdict.
     hook: Option<Pending>,
+    /// Transactions begun (MAIL accepted): the policy service's `instance`.
+    transactions: u32,
 }
 
 /// A command held while its hook's plugins run.
@@ -356,6 +369,7 @@ enum Pending {
     Pass(Vec<u8>),
     Data,
     Auth(Vec<u8>, Mechanism),
+    Policy(Vec<u8>),
 }
 
 impl<L: Lookups> Session<L> {
@@ -384,6 +398,7 @@ impl<L: Lookups> Session<L> {
             spp: spp::State::default(),
             spp_connected: spp::State::default(),
             hook: None,
+            transactions: 0,
         }
     }
 
@@ -613,6 +628,8 @@ impl<L: Lookups> Session<L> {
         received(&info, now, &mut out.body);
         // qmail-spp `H` headers, after our Received line.
         out.body.append(&mut self.spp.headers);
+        // Policy service PREPEND headers.
+        out.body.extend_from_slice(&self.txn.prepend);
         self.phase = Phase::Data(DataScanner::new(self.cfg.databytes));
         Action::NeedInput
     }
@@ -778,6 +795,7 @@ impl<L: Lookups> Session<L> {
             Pending::Pass(_) => Hook::Pass,
             Pending::Data => Hook::Data,
             Pending::Auth(..) => Hook::Auth,
+            Pending::Policy(_) => unreachable!("not an spp hook"),
         };
         self.hook = Some(pending);
         Action::RunHook(hook)
@@ -857,6 +875,77 @@ impl<L: Lookups> Session<L> {
                 Action::OpenQueue
             }
             Pending::Auth(user, mech) => self.auth_ok(&user, mech, out),
+            Pending::Policy(a) => self.rcpt_add(a, out),
+        }
+    }
+
+    /// The attributes of a policy request after [`Action::AskPolicy`]
+    /// (Postfix SMTPD_POLICY_README); the edge adds the TLS and port ones.
+    pub fn policy_request(&self) -> Vec<(&'static str, Vec<u8>)> {
+        let rcpt = match &self.hook {
+            Some(Pending::Policy(a)) => a.clone(),
+            _ => Vec::new(),
+        };
+        let (user, method) = match &self.auth_user {
+            Some((u, m)) => (u.clone(), m.name().to_ascii_lowercase().into_bytes()),
+            None => (Vec::new(), Vec::new()),
+        };
+        let cfg = &self.cfg;
+        vec![
+            ("request", b"smtpd_access_policy".to_vec()),
+            ("protocol_state", b"RCPT".to_vec()),
+            (
+                "protocol_name",
+                if self.esmtp {
+                    b"ESMTP".to_vec()
+                } else {
+                    b"SMTP".to_vec()
+                },
+            ),
+            ("helo_name", self.helo.clone().unwrap_or_default()),
+            ("queue_id", Vec::new()),
+            ("sender", self.txn.sender.clone().unwrap_or_default()),
+            ("recipient", rcpt),
+            (
+                "recipient_count",
+                self.txn.rcpts.len().to_string().into_bytes(),
+            ),
+            ("client_address", cfg.remote_ip.clone()),
+            ("client_name", cfg.remote_host.clone()),
+            ("reverse_client_name", cfg.remote_host.clone()),
+            ("instance", self.transactions.to_string().into_bytes()),
+            ("sasl_method", method),
+            ("sasl_username", user),
+            ("sasl_sender", Vec::new()),
+            ("size", self.txn.size.to_string().into_bytes()),
+        ]
+    }
+
+    /// The policy service's verdict on the recipient of
+    /// [`Action::AskPolicy`].
+    pub fn policy_answered(
+        &mut self,
+        verdict: crate::policy_delegation::Verdict,
+        out: &mut Output,
+    ) -> Action {
+        use crate::policy_delegation::Decision;
+        let Some(Pending::Policy(addr)) = self.hook.take() else {
+            return Action::NeedInput;
+        };
+        if let Some(l) = verdict.log {
+            out.log.push(l);
+        }
+        match verdict.decision {
+            Decision::Accept => self.rcpt_add(addr, out),
+            Decision::Prepend(h) => {
+                self.txn.prepend.extend_from_slice(&h);
+                self.txn.prepend.push(b'\n');
+                self.rcpt_add(addr, out)
+            }
+            Decision::Refuse(code, enh, text) => {
+                render_line(&mut out.replies, code, false, Some(&enh), &text);
+                Action::NeedInput
+            }
         }
     }
 
@@ -1091,6 +1180,7 @@ impl<L: Lookups> Session<L> {
         if self.spp_queued(Later::Mail, out) {
             return Action::NeedInput;
         }
+        self.txn.size = size.unwrap_or(0);
         self.spp.rcpts_all = 0;
         self.spp_set("SMTPMAILFROM", &addr);
         if self.hook_wanted(Hook::Mail) {
@@ -1103,6 +1193,7 @@ impl<L: Lookups> Session<L> {
     fn mail_ok(&mut self, addr: Vec<u8>, omit: bool, out: &mut Output) -> Action {
         self.txn.bad_sender = !omit && self.in_badmailfrom(&addr);
         self.txn.sender = Some(addr);
+        self.transactions += 1;
         self.reply(reply::MAIL_OK, out)
     }
 
@@ -1183,7 +1274,15 @@ impl<L: Lookups> Session<L> {
 
     /// The recipient passed every check: add it (with `RELAYCLIENT`'s
     /// suffix).
-    fn rcpt_accept(&mut self, mut addr: Vec<u8>, out: &mut Output) -> Action {
+    fn rcpt_accept(&mut self, addr: Vec<u8>, out: &mut Output) -> Action {
+        if self.cfg.policy_service {
+            self.hook = Some(Pending::Policy(addr));
+            return Action::AskPolicy;
+        }
+        self.rcpt_add(addr, out)
+    }
+
+    fn rcpt_add(&mut self, mut addr: Vec<u8>, out: &mut Output) -> Action {
         if let Some(rc) = &self.cfg.relayclient {
             addr.extend_from_slice(rc);
         }
