@@ -444,3 +444,94 @@ s.quit()
         "[helo] runs again inside TLS and sees the TLS variables: {helos}"
     );
 }
+
+/// `--explain` and `--check` on a qmail home with plugins (not a server).
+#[test]
+fn explain_lists_plugins_and_check_judges_them() {
+    use std::os::unix::fs::PermissionsExt;
+    let p = Plugins::new("explain");
+    let home = p.0.join("home");
+    std::fs::create_dir_all(home.join("control")).unwrap();
+    std::fs::create_dir_all(home.join("plugins")).unwrap();
+    std::fs::write(home.join("control/me"), "mx.test\n").unwrap();
+    std::fs::write(home.join("control/rcpthosts"), "example.org\n").unwrap();
+    let ok = home.join("plugins/ok");
+    std::fs::write(&ok, "#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(&ok, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let private = home.join("plugins/private");
+    std::fs::write(&private, "#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::write(
+        home.join("control/smtpplugins"),
+        "[connection]\nplugins/ok\n[rcpt]\nplugins/ok\n:echo N\n[mail]\nplugins/missing\n[auth]\nplugins/private\n",
+    )
+    .unwrap();
+    for dir in [&p.0, &home, &home.join("control"), &home.join("plugins")] {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let run = |args: &[&str], extra: &[(&str, &str)]| {
+        let mut c = std::process::Command::new(common::bin());
+        c.args(args)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("QMAILHOME", &home);
+        for (k, v) in extra {
+            c.env(k, v);
+        }
+        let o = c.output().unwrap();
+        common::text(&o)
+    };
+    let out = run(&["--explain"], &[("SPP_TIMEOUT", "5")]);
+    assert!(
+        out.contains("qmail-spp plugins: [connection] plugins/ok; [mail] plugins/missing; [rcpt] plugins/ok, :echo N; [auth] plugins/private; each run at most 5s"),
+        "{out}"
+    );
+    assert!(out.contains("policy service: none"), "{out}");
+    let out = run(
+        &["--explain"],
+        &[("NOSPP", ""), ("POLICY_SERVICE", "inet:127.0.0.1:10023")],
+    );
+    assert!(
+        out.contains("qmail-spp plugins: off (NOSPP is set)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("policy service: inet:127.0.0.1:10023 asked about every recipient"),
+        "{out}"
+    );
+    let user = if nix::unistd::geteuid().is_root() {
+        "nobody".to_string()
+    } else {
+        nix::unistd::User::from_uid(nix::unistd::geteuid())
+            .unwrap()
+            .unwrap()
+            .name
+    };
+    let port = common::free_port();
+    let out = run(
+        &["--check", "--user", &user],
+        &[("POLICY_SERVICE", &format!("inet:127.0.0.1:{port}"))],
+    );
+    assert!(
+        out.contains("ok: [connection] plugin plugins/ok is executable"),
+        "{out}"
+    );
+    assert!(
+        out.contains("ok: [rcpt] plugin :echo N is executable"),
+        "{out}"
+    );
+    assert!(
+        out.contains("error: [mail] plugin plugins/missing:"),
+        "{out}"
+    );
+    if nix::unistd::geteuid().is_root() {
+        assert!(
+            out.contains("error: [auth] plugin plugins/private:"),
+            "{out}"
+        );
+    }
+    assert!(
+        out.contains(&format!("error: policy service inet:127.0.0.1:{port}:")),
+        "{out}"
+    );
+}
