@@ -535,3 +535,69 @@ fn explain_lists_plugins_and_check_judges_them() {
         "{out}"
     );
 }
+
+/// control-examples/smtpplugins and its plugin, installed as its comment
+/// says.
+#[test]
+fn shipped_smtpplugins_example_works() {
+    let examples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("control-examples");
+    let conf = std::fs::read_to_string(examples.join("smtpplugins")).unwrap();
+    let s = Setup::new("spp-example")
+        .control("smtpplugins", &conf)
+        .rules("127.0.0.2:allow\n:allow,RELAYCLIENT=\"\"\n")
+        .start();
+    std::fs::create_dir_all(s.dir.join("plugins")).unwrap();
+    std::fs::copy(
+        examples.join("plugins/helo-dot"),
+        s.dir.join("plugins/helo-dot"),
+    )
+    .unwrap();
+    // From 127.0.0.2: no RELAYCLIENT there.
+    let mut c = Client::from(socket_from("127.0.0.2", s.port));
+    c.reply();
+    assert_eq!(
+        chat(&mut c, "EHLO localhost"),
+        "550 5.7.1 HELO/EHLO needs a fully qualified host name\r\n"
+    );
+    assert!(chat(&mut c, "HELO client.test").starts_with("250"));
+    chat(&mut c, "MAIL FROM:<a@sender.test>");
+    chat(&mut c, "RCPT TO:<u@example.org>");
+    chat(&mut c, "DATA");
+    c.send(b"Subject: t\r\n\r\nhi\r\n.\r\n");
+    assert!(c.reply().starts_with("250"));
+    drop(c);
+    // A client with RELAYCLIENT may say what it likes.
+    let mut c = Client::connect(&s);
+    c.reply();
+    assert!(chat(&mut c, "HELO localhost").starts_with("250"));
+    let q = s.queued();
+    assert_eq!(q.len(), 1);
+    assert!(
+        q[0].0.contains("\nX-Spp-Rcpt-Count: 1\nSubject: t\n"),
+        "{}",
+        q[0].0
+    );
+}
+
+fn socket_from(local: &str, port: u16) -> std::net::TcpStream {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, SockaddrIn, bind, connect, socket};
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::empty(),
+        None,
+    )
+    .unwrap();
+    let ip: std::net::Ipv4Addr = local.parse().unwrap();
+    bind(
+        std::os::fd::AsRawFd::as_raw_fd(&fd),
+        &SockaddrIn::from(std::net::SocketAddrV4::new(ip, 0)),
+    )
+    .unwrap();
+    connect(
+        std::os::fd::AsRawFd::as_raw_fd(&fd),
+        &SockaddrIn::from(std::net::SocketAddrV4::new([127, 0, 0, 1].into(), port)),
+    )
+    .unwrap();
+    std::net::TcpStream::from(fd)
+}
