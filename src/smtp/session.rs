@@ -1041,10 +1041,8 @@ impl<L: Lookups> Session<L> {
         match result {
             AuthResult::Accepted => {
                 self.spp_set("SMTPAUTHUSER", user);
-                self.spp_set(
-                    "SMTPAUTHMETHOD",
-                    mechanism.name().to_ascii_lowercase().as_bytes(),
-                );
+                // As qmail-queue gets it (qmail-spp said "plain", "login").
+                self.spp_set("SMTPAUTHMETHOD", mechanism.name().as_bytes());
                 if self.hook_wanted(Hook::Auth) {
                     return self.ask_hook(Pending::Auth(user.to_vec(), mechanism));
                 }
