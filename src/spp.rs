@@ -225,7 +225,8 @@ pub fn parse_line(raw: &[u8]) -> Option<Command> {
             }
             Command::Set(rest[..eq].to_vec(), rest[eq + 1..].to_vec())
         }
-        b'U' if !rest.is_empty() => Command::Unset(rest),
+        // A name with `=` names no variable.
+        b'U' if !rest.is_empty() && !rest.contains(&b'=') => Command::Unset(rest),
         b'H' => Command::Header(rest),
         b'C' => Command::Change(rest),
         b'L' => {
@@ -574,6 +575,7 @@ mod tests {
             (b"S=1\n", None),
             (b"UX\n", Some(Unset(b"X".to_vec()))),
             (b"U\n", None),
+            (b"UX=1\n", None),
             (b"HX-A: b\n", Some(Header(b"X-A: b".to_vec()))),
             (b"Ca@b\n", Some(Change(b"a@b".to_vec()))),
             (
