@@ -143,11 +143,6 @@ impl Hooks {
         Ok(match exit {
             None => {
                 kill(&mut child, group);
-                log::line(&format!(
-                    "spp: {} timed out after {}s: killed",
-                    printable(&plugin.line),
-                    self.timeout.as_secs()
-                ));
                 Exit::TimedOut
             }
             Some(st) => match (st.code(), st.signal()) {
