@@ -234,7 +234,7 @@ fn unreachable_or_garbage_is_451_unless_the_default_action_says_otherwise() {
 }
 
 #[test]
-fn unix_socket_and_authenticated_user() {
+fn unix_socket_tls_and_authenticated_user() {
     let (policy, addr) = policy_server("unix");
     // A relay from a unix socket to the test server, with socat-free Python.
     let sock = policy.dir.join("policy.sock");
@@ -273,14 +273,15 @@ while True:
     wait_listening(&format!("unix:{}", sock.display()), "unix relay");
     let s = Setup::new("policy-unix")
         .auth()
-        .env("ALLOW_INSECURE_AUTH", "1")
+        .cert()
         .env("POLICY_SERVICE", &format!("unix:{}", sock.display()))
         .start();
     let out = python(&format!(
         r#"
-import smtplib
+import smtplib, ssl
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
 s = smtplib.SMTP("127.0.0.1", {port})
-s.ehlo("client.test")
+s.ehlo("client.test"); s.starttls(context=ctx); s.ehlo("client.test")
 s.login("alice", "wonderland")
 s.mail("a@sender.test")
 print(s.rcpt("reject@elsewhere.test"))
@@ -294,6 +295,9 @@ s.quit()
     let reqs = read(&policy.dir, "requests.log");
     assert!(reqs.contains("('sasl_username', 'alice')"), "{reqs}");
     assert!(reqs.contains("('sasl_method', "), "{reqs}");
+    assert!(reqs.contains("('encryption_protocol', 'TLSv1.3')"), "{reqs}");
+    assert!(reqs.contains("('encryption_keysize', '256')"), "{reqs}");
+    assert!(reqs.contains("('encryption_cipher', 'TLS13_"), "{reqs}");
 }
 
 #[test]

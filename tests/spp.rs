@@ -234,7 +234,14 @@ fn failures_are_451_and_the_session_goes_on() {
     let noexec = p.file("noexec");
     std::fs::write(&noexec, "#!/bin/sh\necho E550\n").unwrap();
     let flood = p.script("flood", "yes P250-spam");
-    let slow = p.script("slow", "sleep 30 &\nsleep 30\necho E550 late");
+    let bg = p.file("bg.pid");
+    let slow = p.script(
+        "slow",
+        &format!(
+            "sleep 300 &\necho $! > {}\nsleep 300\necho E550 late",
+            bg.display()
+        ),
+    );
     let quiet = p.script("quiet", "exit 0");
     let check = |plugin: &str, name: &str, want: &str, extra: Option<(&str, &str)>| {
         let mut setup = Setup::new(name).control("smtpplugins", &format!("[mail]\n{plugin}\n"));
@@ -266,6 +273,26 @@ fn failures_are_451_and_the_session_goes_on() {
         took < Duration::from_secs(20),
         "the timeout did not end the plugin: {took:?}"
     );
+    // What the plugin started went with it (its process group was killed).
+    let pid = std::fs::read_to_string(&bg).unwrap().trim().to_string();
+    let gone = Instant::now() + Duration::from_secs(10);
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // Gone, or a zombie waiting for its new parent to reap it.
+        if stat.is_empty()
+            || stat
+                .rsplit(')')
+                .next()
+                .is_some_and(|r| r.trim_start().starts_with('Z'))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < gone,
+            "the plugin's background child survived: {stat}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     // Exit codes other than 120 mean nothing.
     let s = Setup::new("spp-quiet")
         .control(
