@@ -295,7 +295,10 @@ s.quit()
     let reqs = read(&policy.dir, "requests.log");
     assert!(reqs.contains("('sasl_username', 'alice')"), "{reqs}");
     assert!(reqs.contains("('sasl_method', "), "{reqs}");
-    assert!(reqs.contains("('encryption_protocol', 'TLSv1.3')"), "{reqs}");
+    assert!(
+        reqs.contains("('encryption_protocol', 'TLSv1.3')"),
+        "{reqs}"
+    );
     assert!(reqs.contains("('encryption_keysize', '256')"), "{reqs}");
     assert!(reqs.contains("('encryption_cipher', 'TLS13_"), "{reqs}");
 }

@@ -628,3 +628,31 @@ fn socket_from(local: &str, port: u16) -> std::net::TcpStream {
     .unwrap();
     std::net::TcpStream::from(fd)
 }
+
+/// Under SMTPS the [connection] plugins run after the handshake, and their
+/// text is sent inside TLS.
+#[test]
+fn connection_hook_under_smtps_speaks_inside_tls() {
+    let p = Plugins::new("smtps");
+    let conn = p.script("conn", "echo \"E554 5.7.1 not you ($TLS_PROTOCOL)\"");
+    let s = Setup::new("spp-smtps")
+        .cert()
+        .env("SMTPS", "1")
+        .control("smtpplugins", &format!("[connection]\n{conn}\n"))
+        .start();
+    let out = python(&format!(
+        r#"
+import socket, ssl
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", {port})))
+f = s.makefile("rb")
+print(f.readline().decode().strip())
+s.sendall(b"NOOP\r\n")
+print(f.readline().decode().strip())
+"#,
+        port = s.port
+    ));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "554 5.7.1 not you (TLSv1.3)", "{out}");
+    assert!(lines[1].starts_with("250"), "{out}");
+}
