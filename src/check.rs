@@ -6,6 +6,7 @@
 
 use std::ffi::{CString, OsString};
 use std::fmt;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -299,6 +300,7 @@ pub fn check(env: &Env, invocation: &Invocation, opts: &Options, now: i64) -> Ve
             }
         }
     }
+    check_plugins(env, account.as_ref(), &mut say);
     f
 }
 
@@ -395,6 +397,84 @@ fn check_proxy(
                     format!("PROXY_RULES {} is readable", p.display()),
                 ),
             },
+        }
+    }
+}
+
+/// qmail-spp: the plugin file readable, every plugin executable by the
+/// service account; the policy service reachable.
+fn check_plugins(env: &Env, account: Option<&Account>, say: &mut impl FnMut(Level, String)) {
+    let home = control::qmailhome(env);
+    let file = crate::plugins::file(env, &home);
+    if let Some(acc) = account {
+        if file.exists() && env.get("NOSPP").is_none() && !acc.may(&file, 4) {
+            say(
+                Level::Error,
+                format!(
+                    "{} is not readable by {}: connections get 421",
+                    file.display(),
+                    acc.name
+                ),
+            );
+        }
+    }
+    if let Ok(Some(hooks)) = crate::plugins::load(env, &home) {
+        for hook in crate::spp::Hook::ALL {
+            for p in hooks.plugins.get(hook) {
+                let (program, _) = p.argv();
+                let path = home.join(std::ffi::OsStr::from_bytes(program));
+                let line = String::from_utf8_lossy(&p.line);
+                let ok = match account {
+                    Some(acc) => acc.may(&path, 1),
+                    None => path.exists(),
+                };
+                if ok {
+                    say(
+                        Level::Ok,
+                        format!("[{}] plugin {line} is executable", hook.name()),
+                    );
+                } else {
+                    say(
+                        Level::Error,
+                        format!(
+                            "[{}] plugin {line}: {} is not executable{}: that command gets 451",
+                            hook.name(),
+                            path.display(),
+                            account.map_or(String::new(), |a| format!(" by {}", a.name))
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    if let Some(spec) = env.get("POLICY_SERVICE").filter(|v| !v.is_empty()) {
+        use crate::policy_client::{Target, parse_target};
+        let reach = match parse_target(spec) {
+            Err(e) => Err(e),
+            Ok(Target::Inet(hp)) => std::net::ToSocketAddrs::to_socket_addrs(&hp)
+                .map_err(|e| e.to_string())
+                .and_then(|mut a| a.next().ok_or_else(|| "no address".to_string()))
+                .and_then(|a| {
+                    std::net::TcpStream::connect_timeout(&a, std::time::Duration::from_secs(3))
+                        .map_err(|e| e.to_string())
+                })
+                .map(drop),
+            Ok(Target::Unix(p)) => std::os::unix::net::UnixStream::connect(&p)
+                .map_err(|e| e.to_string())
+                .map(drop),
+        };
+        let spec = String::from_utf8_lossy(spec);
+        match reach {
+            Ok(()) => say(
+                Level::Ok,
+                format!("policy service {spec} accepts connections"),
+            ),
+            Err(e) => say(
+                Level::Error,
+                format!(
+                    "policy service {spec}: {e}: recipients would get POLICY_SERVICE_DEFAULT_ACTION (by default 451 4.3.5)"
+                ),
+            ),
         }
     }
 }

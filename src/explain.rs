@@ -387,6 +387,7 @@ pub fn explain(mut env: Env, invocation: &Invocation, opts: &Options) -> Report 
     let mut relay_decided = set_switches(&env, &["RELAYCLIENT"]);
     relay_decided.push("control/rcpthosts [qmail]".into());
     report.line("relaying", relay, relay_decided);
+    explain_checks(&env, &mut report);
     report
 }
 
@@ -481,6 +482,73 @@ fn through_balancer(
     report.client = Some(format!("{real} via {via}"));
     report.line("PROXY", answer, decided);
     Ok(())
+}
+
+/// qmail-spp plugins per hook, and the policy service.
+fn explain_checks(env: &Env, report: &mut Report) {
+    let home = control::qmailhome(env);
+    let file = crate::plugins::file(env, &home);
+    let mut decided = set_switches(env, &["NOSPP", "SPPCONFFILE", "SPP_TIMEOUT"]);
+    decided.push(format!("{} [qmail-spp]", file.display()));
+    let answer = match crate::plugins::load(env, &home) {
+        Err(e) => format!("unreadable, every connection gets 421 ({e})"),
+        Ok(None) if env.get("NOSPP").is_some() => "off (NOSPP is set)".into(),
+        Ok(None) => format!("off ({} does not exist)", file.display()),
+        Ok(Some(h)) => {
+            let hooks: Vec<String> = crate::spp::Hook::ALL
+                .iter()
+                .filter(|k| !h.plugins.get(**k).is_empty())
+                .map(|k| {
+                    let names: Vec<String> = h
+                        .plugins
+                        .get(*k)
+                        .iter()
+                        .map(|p| String::from_utf8_lossy(&p.line).into_owned())
+                        .collect();
+                    format!("[{}] {}", k.name(), names.join(", "))
+                })
+                .collect();
+            if hooks.is_empty() {
+                "on, but no plugins in any section".into()
+            } else {
+                format!(
+                    "{}; each run at most {}s",
+                    hooks.join("; "),
+                    h.timeout.as_secs()
+                )
+            }
+        }
+    };
+    report.line("qmail-spp plugins", answer, decided);
+    let decided = set_switches(
+        env,
+        &[
+            "POLICY_SERVICE",
+            "POLICY_SERVICE_TIMEOUT",
+            "POLICY_SERVICE_DEFAULT_ACTION",
+        ],
+    );
+    let answer = match env.get("POLICY_SERVICE").filter(|v| !v.is_empty()) {
+        None => "none".to_string(),
+        Some(spec) => {
+            let failure = env
+                .get("POLICY_SERVICE_DEFAULT_ACTION")
+                .filter(|v| !v.is_empty())
+                .unwrap_or(crate::policy_delegation::DEFAULT_FAILURE_ACTION);
+            match crate::policy_client::parse_target(spec) {
+                Ok(_) => format!(
+                    "{} asked about every recipient our own checks accepted; unreachable or garbage means \"{}\"",
+                    String::from_utf8_lossy(spec),
+                    String::from_utf8_lossy(failure)
+                ),
+                Err(e) => format!(
+                    "misconfigured ({e}): every recipient gets \"{}\"",
+                    String::from_utf8_lossy(failure)
+                ),
+            }
+        }
+    };
+    report.line("policy service", answer, decided);
 }
 
 fn describe_rule(rule: Option<&Rule>) -> String {

@@ -16,10 +16,12 @@ use qmail_smtpd::io::fd::{FdTransport, IoError};
 use qmail_smtpd::io::tls::{self, TlsInfo};
 use qmail_smtpd::io::transport::Transport;
 use qmail_smtpd::log;
+use qmail_smtpd::plugins::{self, Hooks};
 use qmail_smtpd::policy::Link;
+use qmail_smtpd::policy_client::PolicyClient;
 use qmail_smtpd::queue::{self, Queue};
 use qmail_smtpd::smtp::session::{Action, AuthResult, End, Output, Session, printable};
-use qmail_smtpd::{check, explain};
+use qmail_smtpd::{check, explain, spp};
 
 /// Read size: large enough that DATA moves in big steps.
 const READ_BUF: usize = 64 * 1024;
@@ -64,7 +66,14 @@ fn run() -> i32 {
             Err(code) => return code,
         }
     }
-    let settings = match control::load(&env, &invocation) {
+    let settings = control::load(&env, &invocation).and_then(|mut s| {
+        // qmail-spp: a stat of smtpplugins when there is none.
+        let hooks = plugins::load(&env, &s.qmailhome)?;
+        s.config.spp = hooks.as_ref().map_or(0, |h| h.plugins.mask());
+        s.config.policy_service = env.get("POLICY_SERVICE").is_some_and(|v| !v.is_empty());
+        Ok((s, hooks))
+    });
+    let (settings, hooks) = match settings {
         Ok(s) => s,
         Err(e) => {
             log::line(&format!("fatal: {e}"));
@@ -103,6 +112,10 @@ fn run() -> i32 {
         auth,
         settings.timeout,
         via,
+        Checks {
+            hooks: hooks.as_ref(),
+            policy: PolicyClient::from_env(&env),
+        },
     )
 }
 
@@ -142,6 +155,13 @@ fn proxied(env: &mut Env) -> Result<Option<String>, i32> {
             Err(1)
         }
     }
+}
+
+/// The outside checks of this connection: qmail-spp plugins and a Postfix
+/// policy service.
+struct Checks<'a> {
+    hooks: Option<&'a Hooks>,
+    policy: Option<PolicyClient>,
 }
 
 /// The link for a reply when the settings could not be loaded. Under SMTPS
@@ -327,6 +347,7 @@ fn serve(
     auth: Option<(Backend, Duration)>,
     timeout: Duration,
     via: Option<String>,
+    checks: Checks,
 ) -> i32 {
     let started = Instant::now();
     let mut conn = Conn {
@@ -335,7 +356,15 @@ fn serve(
         transcript: session.config().transcript,
         rejected: BTreeMap::new(),
     };
-    let (code, edge_end) = dialogue(session, &mut conn, queue_program, tls_env, auth, timeout);
+    let (code, edge_end) = dialogue(
+        session,
+        &mut conn,
+        queue_program,
+        tls_env,
+        auth,
+        timeout,
+        checks,
+    );
     let how = session.end().map_or(edge_end, End::name);
     let rejected: Vec<String> = conn
         .rejected
@@ -365,14 +394,18 @@ fn dialogue(
     mut tls_env: Vec<(String, Option<Vec<u8>>)>,
     auth: Option<(Backend, Duration)>,
     queue_timeout: Duration,
+    mut checks: Checks,
 ) -> (i32, &'static str) {
     let mut buf = vec![0u8; READ_BUF];
     let (mut pos, mut len) = (0usize, 0usize);
     let mut queue: Option<Queue> = None;
-    session.greet(&mut conn.out);
+    // An action the session returned from an answer, to act on next.
+    let mut next = Some(session.connect(&mut conn.out));
 
     loop {
-        let action = if pos < len {
+        let action = if let Some(a) = next.take() {
+            a
+        } else if pos < len {
             let (n, action) = session.feed(&buf[pos..len], &mut conn.out);
             pos += n;
             action
@@ -484,12 +517,26 @@ fn dialogue(
                         printable(&creds.user)
                     ));
                 }
-                let next =
-                    session.auth_checked(&creds.user, creds.mechanism, result, &mut conn.out);
-                side_effects(&mut conn.out);
-                if next == Action::Close {
-                    return (close(conn, queue), "closed");
-                }
+                next =
+                    Some(session.auth_checked(&creds.user, creds.mechanism, result, &mut conn.out));
+            }
+            Action::RunHook(hook) => {
+                let mut env = tls_env.clone();
+                env.extend(session.hook_env());
+                let run = match checks.hooks {
+                    Some(h) => h.run(hook, &env),
+                    None => spp::Run::new(hook),
+                };
+                next = Some(session.hook_done(&run, &mut conn.out));
+            }
+            Action::AskPolicy => {
+                let verdict = match &mut checks.policy {
+                    Some(p) => p.ask(session.policy_request(), &tls_env),
+                    None => qmail_smtpd::policy_delegation::decide(
+                        qmail_smtpd::policy_delegation::DEFAULT_FAILURE_ACTION,
+                    ),
+                };
+                next = Some(session.policy_answered(verdict, &mut conn.out));
             }
             Action::Close => return (close(conn, queue), "closed"),
         }

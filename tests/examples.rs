@@ -20,7 +20,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Client, bin, fake_checkpassword, fake_queue, free_port, make_cert, need, text};
+use common::{
+    Client, bin, fake_checkpassword, fake_queue, free_port, make_cert, need, postgrey, text,
+};
 
 /// The unprivileged user the services run as here (qmaild and qmaill in
 /// a real installation).
@@ -383,6 +385,43 @@ fn smtpd_25_mx_delivers_offers_starttls_relays_only_for_relayclient() {
 }
 
 #[test]
+fn smtpd_25_greylist_greylists_strangers_inside_tls() {
+    let (_postgrey, port) = postgrey(2);
+    // The shipped default rule names postgrey on 10023; the stranger here
+    // (127.0.0.2) gets the same rule with this test's postgrey.
+    let shipped =
+        std::fs::read_to_string(examples_dir().join("smtpd-25-greylist/tcp.smtp")).unwrap();
+    assert!(
+        shipped.contains("\n:allow,POLICY_SERVICE=\"inet:127.0.0.1:10023\"\n"),
+        "{shipped}"
+    );
+    let rule = format!("127.0.0.2:allow,POLICY_SERVICE=\"inet:127.0.0.1:{port}\"\n");
+    let s = Service::start("smtpd-25-greylist", &rule);
+    let stranger = [
+        "--local-interface",
+        "127.0.0.2",
+        "--tls",
+        "--from",
+        "a@sender.test",
+        "--to",
+        "u@example.org",
+    ];
+    let t = s.refused(&stranger);
+    // swaks marks an error reply inside TLS with "<~*".
+    assert!(t.contains("<~* 450 4.7.1 Greylisted"), "{t}");
+    // This host (RELAYCLIENT) is not greylisted.
+    s.deliver(&["--from", "a@sender.test", "--to", "x@elsewhere.test"]);
+    std::thread::sleep(Duration::from_secs(3));
+    let t = s.deliver(&stranger);
+    assert!(t.contains("220 2.0.0 Ready to start TLS"), "{t}");
+    let q = s.queued();
+    assert_eq!(q.len(), 2, "{q:?}");
+    assert!(!q[0].0.contains("X-Greylist"), "{}", q[0].0);
+    assert!(q[1].0.contains("\nX-Greylist: delayed "), "{}", q[1].0);
+    assert!(q[1].0.contains("with ESMTPS (TLSv1.3 "), "{}", q[1].0);
+}
+
+#[test]
 fn smtpd_587_submission_needs_starttls_then_auth() {
     let webmail = example_rule("smtpd-587", "192.0.2.80", "127.0.0.2");
     let s = Service::start("smtpd-587", &webmail);
@@ -517,7 +556,7 @@ fn smtpd_465_smtps_needs_auth() {
 /// the tests above (and operators) can move them.
 #[test]
 fn scripts_take_every_setting_from_variables() {
-    for svc in ["smtpd-25", "smtpd-587", "smtpd-465"] {
+    for svc in ["smtpd-25", "smtpd-25-greylist", "smtpd-587", "smtpd-465"] {
         let dir = examples_dir().join(svc);
         for f in ["Makefile", "tcp.smtp", "run", "log/run"] {
             assert!(dir.join(f).is_file(), "{svc}/{f} missing");

@@ -184,6 +184,8 @@ fn run_with(cfg: Config, fake: Fake, chunks: &[&[u8]], queue_exit: i32) -> Trans
                     pos = chunk.len();
                     s.tls_started("TLSv1.3 TLS13_AES_256_GCM_SHA384".into());
                 }
+                Action::RunHook(_) => unreachable!("no plugins configured"),
+                Action::AskPolicy => unreachable!("no policy service configured"),
                 Action::CheckPassword => {
                     let c = s.take_credentials().expect("credentials");
                     let mut record = Vec::new();
@@ -1238,6 +1240,8 @@ fn summary_names_the_session() {
         let (n, action) = s.feed(&input[pos..], &mut out);
         pos += n;
         match action {
+            Action::RunHook(_) => unreachable!("no plugins configured"),
+            Action::AskPolicy => unreachable!("no policy service configured"),
             Action::CheckPassword => {
                 let c = s.take_credentials().unwrap();
                 s.auth_checked(&c.user, c.mechanism, AuthResult::Accepted, &mut out);

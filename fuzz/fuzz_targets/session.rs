@@ -18,6 +18,12 @@
 //!   instead of the client hanging up;
 //! - the rest is what the client sends.
 //!
+//! If `n` has its top bit set, every qmail-spp hook has a plugin and a
+//! policy service is configured; the same answer cursor picks what each
+//! plugin prints (see `PLUGIN_SAYS`) and each policy action
+//! (`POLICY_SAYS`), so hooks, their verdicts and the policy service are
+//! fuzzed with the rest (`n < 0x80`: no hooks, as before).
+//!
 //! Properties:
 //! - never panics; `feed` makes progress (consumes bytes or asks for an
 //!   action) and `NeedInput` means everything was consumed (else main.rs
@@ -46,17 +52,21 @@
 //! - `StartTls` comes at most once; after `Close` nothing is consumed and
 //!   nothing is produced;
 //! - credentials reach checkpassword only on an encrypted link (after
-//!   `StartTls`, or `SSL`) unless the policy allows AUTH in clear.
+//!   `StartTls`, or `SSL`) unless the policy allows AUTH in clear;
+//! - `RunHook` and `AskPolicy` come only when configured, and a policy
+//!   request is well framed (no value can end it early).
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use qmail_smtpd::auth::MAX_RECORD;
 use qmail_smtpd::policy::{AuthPolicy, Link, TlsPolicy};
+use qmail_smtpd::policy_delegation::{decide, request};
 use qmail_smtpd::smtp::session::{
     Action, AuthResult, Config, LookupError, Lookups, NameSet, Output, QueueExit, QueueOutcome,
     Session,
 };
+use qmail_smtpd::spp::{self, Exit, Plugin};
 
 /// The most reply bytes one input byte may cost. The biggest reply per byte
 /// of command is the 7-line EHLO reply (~150 bytes with STARTTLS, AUTH and
@@ -106,8 +116,12 @@ impl Lookups for FakeLookups {
 
 /// `cfg` and `auth` bit by bit; `0, 0` is a plain, permissive server
 /// offering STARTTLS and every AUTH mechanism.
-fn setup(cfg: u8, auth: u8) -> Session<FakeLookups> {
+fn setup(cfg: u8, auth: u8, hooks: bool) -> Session<FakeLookups> {
     let mut c = Config::new(b"mx.test");
+    if hooks {
+        c.spp = 0x7f;
+        c.policy_service = true;
+    }
     c.remote_ip = b"192.0.2.7".to_vec();
     c.remote_host = b"client.example".to_vec();
     c.local_host = b"mx.test".to_vec();
@@ -307,6 +321,88 @@ fn check_segment(seg: &[u8], may_accept: bool) {
     }
 }
 
+/// What a hook's plugin prints, by answer byte (`None`: the first).
+const PLUGIN_SAYS: &[&[u8]] = &[
+    b"",
+    b"\n",
+    b"N\n",
+    b"O\n",
+    b"A\n",
+    b"E550 5.7.1 spp says no\n",
+    b"P451-4.7.1 first\nE451 4.7.1 then\n",
+    b"R421 4.7.0 bye\n",
+    b"D\n",
+    b"HX-Spp: yes\nSSPPVAR=1\nUSPPGONE\n",
+    b"Cspp@example.org\n",
+    b"LM451 4.7.1 m\nLR452 4.7.1 r\nLD453 4.7.1 d\n",
+    b"crash",
+    b"E550 no newline",
+];
+
+/// A policy service's action, by answer byte.
+const POLICY_SAYS: &[&str] = &[
+    "DUNNO",
+    "OK",
+    "REJECT",
+    "DEFER_IF_PERMIT Greylisted",
+    "PREPEND X-Policy: yes",
+    "WARN odd",
+    "550 5.1.1 no such user",
+    "FROB",
+    "451 4.3.5 Server configuration problem",
+];
+
+/// Answer `RunHook` / `AskPolicy` as main.rs does (with the plugin output
+/// or action the answer byte picks); other actions are returned as they are.
+fn answer_hooks(
+    s: &mut Session<FakeLookups>,
+    mut action: Action,
+    answers: &mut Cursor<'_>,
+    out: &mut Output,
+) -> Action {
+    loop {
+        match action {
+            Action::RunHook(hook) => {
+                assert!(s.config().spp & hook.bit() != 0, "{hook:?} without plugins");
+                let says =
+                    PLUGIN_SAYS[usize::from(answers.next().unwrap_or(0)) % PLUGIN_SAYS.len()];
+                let p = Plugin {
+                    line: b"plugins/fuzz".to_vec(),
+                };
+                let run = spp::chain(hook, std::slice::from_ref(&p), |p, run| {
+                    if says == b"crash" {
+                        return Exit::Signal;
+                    }
+                    run.plugin(p, says, Exit::Code(0));
+                    Exit::Code(0)
+                });
+                check_queue_env(&s.hook_env());
+                action = s.hook_done(&run, out);
+            }
+            Action::AskPolicy => {
+                assert!(s.config().policy_service, "AskPolicy without a service");
+                let attrs = s.policy_request();
+                let pairs: Vec<(&str, &[u8])> =
+                    attrs.iter().map(|(k, v)| (*k, v.as_slice())).collect();
+                let req = request(&pairs);
+                assert_eq!(
+                    req.iter().filter(|&&b| b == b'\n').count(),
+                    pairs.len() + 1,
+                    "policy request framing broken: {req:?}"
+                );
+                assert!(
+                    req.ends_with(b"\n\n")
+                        && !req[..req.len() - 1].windows(2).any(|w| w == b"\n\n")
+                );
+                let says =
+                    POLICY_SAYS[usize::from(answers.next().unwrap_or(0)) % POLICY_SAYS.len()];
+                action = s.policy_answered(decide(says.as_bytes()), out);
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Which queue state the edge is in.
 #[derive(Debug, PartialEq, Eq)]
 enum Queue {
@@ -323,14 +419,17 @@ fuzz_target!(|input: &[u8]| {
     let mut reads = Cursor { bytes: ctl, at: 0 };
     let mut answers = Cursor { bytes: ctl, at: 0 };
 
-    let mut s = setup(*cfg, *auth);
+    let hooks = n & 0x80 != 0;
+    let mut s = setup(*cfg, *auth, hooks);
     let max_delay = s
         .config()
         .auth_failure_delay_ms
         .saturating_mul(u64::from(s.config().max_auth_failures));
     let mut out = Output::default();
-    s.greet(&mut out);
+    let greeted = s.connect(&mut out);
+    let greeted = answer_hooks(&mut s, greeted, &mut answers, &mut out);
     check_segment(&out.replies, false);
+    side_effects(&mut out, max_delay);
 
     let mut queue = Queue::None;
     let mut message = Vec::new();
@@ -340,6 +439,12 @@ fuzz_target!(|input: &[u8]| {
     // Set at Close: the input the session was never given.
     let mut closed: Option<Vec<u8>> = None;
     let mut rest = stream;
+    if greeted == Action::Close {
+        closed = Some(stream.to_vec());
+        rest = &[];
+    } else {
+        assert_eq!(greeted, Action::NeedInput);
+    }
 
     'reads: while !rest.is_empty() {
         // One read(): the next chunk of what the client sent.
@@ -373,6 +478,7 @@ fuzz_target!(|input: &[u8]| {
 
             let mark = out.replies.len();
             let mut accepting = false;
+            let action = answer_hooks(&mut s, action, &mut answers, &mut out);
             match action {
                 Action::NeedInput => {}
                 Action::OpenQueue => {
@@ -416,6 +522,7 @@ fuzz_target!(|input: &[u8]| {
                     buf = &[];
                     s.tls_started("TLSv1.3 X".into());
                 }
+                Action::RunHook(_) | Action::AskPolicy => unreachable!("answered above"),
                 Action::CheckPassword => {
                     // Credentials reach the back-end only on an encrypted
                     // link, unless the policy allows AUTH in clear.
@@ -443,7 +550,9 @@ fuzz_target!(|input: &[u8]| {
                     assert!(!creds.user.is_empty() && record[0] != 0, "empty user");
                     let result = password_answer(answers.next());
                     let a = s.auth_checked(&creds.user, creds.mechanism, result, &mut out);
-                    if result == AuthResult::Accepted {
+                    let a = answer_hooks(&mut s, a, &mut answers, &mut out);
+                    if result == AuthResult::Accepted && !hooks {
+                        // (With hooks, an [auth] plugin may refuse it.)
                         assert_eq!(s.auth_user(), Some(&creds.user[..]));
                     }
                     if a == Action::Close {

@@ -77,3 +77,13 @@ w('session/badmailfrom', b'\x80\x01\x00' + b'HELO c\r\nMAIL FROM:<x@bad.example>
 hops = b''.join(b'Received: from hop%d\r\n' % i for i in range(100))
 w('session/too-many-hops', b'\x00\x00\x00' + b'HELO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n' + hops + b'\r\nloop\r\n.\r\nQUIT\r\n')
 w('session/split-long-line', b'\x00\x00\x04\x64\x64\xc8\x00' + b'NOOP ' + b'b' * 2100 + b'\r\nHELP\r\nVRFY x\r\nQUIT\r\n')
+# session with every qmail-spp hook and a policy service (n >= 0x80; k = n % 17
+# answer bytes pick plugin output and policy actions, see fuzz_targets/session.rs)
+def hooks_n(k):
+    return next(n for n in range(0x80, 0x100) if n % 17 == k)
+hsess = (b'EHLO client.example\r\nMAIL FROM:<a@sender.example>\r\nRCPT TO:<u@example.org>\r\n'
+         b'RCPT TO:<v@example.org>\r\nDATA\r\nSubject: x\r\n\r\nhi\r\n.\r\nQUIT\r\n')
+w('session/hooks-quiet', bytes([0, 0, hooks_n(0)]) + hsess)
+w('session/hooks-effects', bytes([0, 0, hooks_n(6), 0, 9, 10, 11, 3, 4]) + hsess)
+w('session/hooks-refusals', bytes([0, 0, hooks_n(5), 0, 5, 6, 12, 13]) + b'EHLO a\r\nEHLO b\r\nMAIL FROM:<a@b>\r\nMAIL FROM:<a@b>\r\nRCPT TO:<u@example.org>\r\nRSET\r\nQUIT\r\n')
+w('session/hooks-policy', bytes([0, 0, hooks_n(4), 0, 1, 1, 1, 3, 4, 6, 7]) + b'EHLO a\r\nMAIL FROM:<a@b>\r\nRCPT TO:<u@example.org>\r\nRCPT TO:<w@example.org>\r\nRCPT TO:<x@example.org>\r\nDATA\r\nhi\r\n.\r\n')

@@ -19,6 +19,7 @@ use super::received::{ReceivedInfo, received};
 use super::reply::{self, Reply, render_line};
 use crate::auth::{self, Credentials, Exchange, Failure, Mechanism, Step};
 use crate::policy::{AuthPolicy, Link, LinkState, Policy, TlsPolicy};
+use crate::spp::{self, Hook, Later};
 
 /// Default number of protocol errors (500, 501, 502, 503, 555) before the
 /// session is ended with 421.
@@ -118,6 +119,12 @@ pub struct Config {
     pub auth_env: Vec<(String, Option<Vec<u8>>)>,
     /// `SMTPD_TRANSCRIPT`: log every command line (AUTH data redacted).
     pub transcript: bool,
+    /// qmail-spp: one bit per hook with plugins ([`Hook::bit`]); 0 when
+    /// `smtpplugins` is absent or `NOSPP` is set.
+    pub spp: u8,
+    /// `POLICY_SERVICE` is set: ask it about every recipient that passed
+    /// our own checks.
+    pub policy_service: bool,
 }
 
 impl Config {
@@ -146,6 +153,8 @@ impl Config {
             auth_failure_delay_ms: DEFAULT_AUTH_FAILURE_DELAY_MS,
             auth_env: Vec::new(),
             transcript: false,
+            spp: 0,
+            policy_service: false,
         }
     }
 }
@@ -185,6 +194,12 @@ pub enum Action {
     CheckPassword,
     /// Flush replies and end the connection (abort qmail-queue if open).
     Close,
+    /// Run the qmail-spp plugins of this hook with [`Session::hook_env`]
+    /// added to the environment, then call [`Session::hook_done`].
+    RunHook(Hook),
+    /// Ask the policy service about [`Session::policy_request`], then
+    /// call [`Session::policy_answered`].
+    AskPolicy,
 }
 
 /// Why a session ended.
@@ -197,6 +212,8 @@ pub enum End {
     TooManyAuthFailures,
     BareLineEnding,
     ControlUnreadable,
+    /// A qmail-spp plugin said `R` or `D`.
+    Plugin,
 }
 
 impl End {
@@ -209,6 +226,7 @@ impl End {
             End::TooManyAuthFailures => "too_many_auth_failures",
             End::BareLineEnding => "bare_line_ending",
             End::ControlUnreadable => "control_unreadable",
+            End::Plugin => "spp",
         }
     }
 }
@@ -283,6 +301,10 @@ struct Transaction {
     bad_sender: bool,
     rcpts: Vec<Vec<u8>>,
     rcpt_attempted: bool,
+    /// `SIZE=` of MAIL, for the policy service.
+    size: u64,
+    /// Header lines a policy service asked for (`PREPEND`).
+    prepend: Vec<u8>,
 }
 
 enum Phase {
@@ -327,6 +349,27 @@ pub struct Session<L> {
     /// `databytes` and `RELAYCLIENT` as at connect time, restored when an
     /// AUTH (and what its `AUTH_SET_` changed) is forgotten.
     connect_settings: (u64, Option<Vec<u8>>),
+    /// qmail-spp: what plugins set up, and that state as it was after the
+    /// greeting (STARTTLS goes back to it).
+    spp: spp::State,
+    spp_connected: spp::State,
+    /// The command waiting for [`Action::RunHook`]'s verdict.
+    hook: Option<Pending>,
+    /// Transactions begun (MAIL accepted): the policy service's `instance`.
+    transactions: u32,
+}
+
+/// A command held while its hook's plugins run.
+#[derive(Debug)]
+enum Pending {
+    Connection,
+    Helo(Vec<u8>, bool),
+    Mail(Vec<u8>),
+    Rcpt(Vec<u8>),
+    Pass(Vec<u8>),
+    Data,
+    Auth(Vec<u8>, Mechanism),
+    Policy(Vec<u8>),
 }
 
 impl<L: Lookups> Session<L> {
@@ -352,6 +395,10 @@ impl<L: Lookups> Session<L> {
             exchange: None,
             auth_mech_started: None,
             credentials: None,
+            spp: spp::State::default(),
+            spp_connected: spp::State::default(),
+            hook: None,
+            transactions: 0,
         }
     }
 
@@ -455,6 +502,8 @@ impl<L: Lookups> Session<L> {
         // What AUTH_SET_ changed goes with the AUTH.
         self.cfg.databytes = self.connect_settings.0;
         self.cfg.relayclient = self.connect_settings.1.clone();
+        self.spp = self.spp_connected.clone();
+        self.hook = None;
     }
 
     /// The authenticated user, if any.
@@ -577,6 +626,10 @@ impl<L: Lookups> Session<L> {
             tls: self.tls.as_deref(),
         };
         received(&info, now, &mut out.body);
+        // qmail-spp `H` headers, after our Received line.
+        out.body.append(&mut self.spp.headers);
+        // Policy service PREPEND headers.
+        out.body.extend_from_slice(&self.txn.prepend);
         self.phase = Phase::Data(DataScanner::new(self.cfg.databytes));
         Action::NeedInput
     }
@@ -604,6 +657,7 @@ impl<L: Lookups> Session<L> {
             }
             Some(r) => r.render(&mut out.replies),
         }
+        self.spp.reset_message();
         self.txn = Transaction::default();
         self.phase = Phase::Command;
         Action::NeedInput
@@ -633,6 +687,7 @@ impl<L: Lookups> Session<L> {
         if let Some(r) = refusal {
             r.render(&mut out.replies);
             out.body.clear();
+            self.spp.reset_message();
             self.txn = Transaction::default();
             self.phase = Phase::Command;
             return Action::AbortQueue;
@@ -667,21 +722,19 @@ impl<L: Lookups> Session<L> {
         };
         match cmd {
             Command::Helo(name) | Command::Ehlo(name) => {
-                self.esmtp = matches!(cmd, Command::Ehlo(_));
-                self.helo = Some(name.to_vec());
-                self.txn = Transaction::default();
-                if self.esmtp {
-                    self.ehlo_reply(out);
-                } else {
-                    render_line(&mut out.replies, 250, false, None, &self.cfg.greeting);
+                let esmtp = matches!(cmd, Command::Ehlo(_));
+                self.spp_set("SMTPHELOHOST", name);
+                if self.hook_wanted(Hook::Helo) {
+                    return self.ask_hook(Pending::Helo(name.to_vec(), esmtp));
                 }
-                Action::NeedInput
+                self.helo_ok(name.to_vec(), esmtp, out)
             }
             Command::Mail { addr, size, .. } => self.mail(addr, size, out),
             Command::Rcpt { addr } => self.rcpt(addr, out),
             Command::Data => self.data(out),
             Command::Rset => {
                 self.txn = Transaction::default();
+                self.spp.reset_message();
                 reply::RSET_OK.render(&mut out.replies);
                 Action::NeedInput
             }
@@ -701,6 +754,198 @@ impl<L: Lookups> Session<L> {
             Command::StartTls => self.starttls(out),
             Command::Unknown => self.error(reply::UNIMPLEMENTED, out),
             Command::Auth(arg) => self.auth(arg, out),
+        }
+    }
+
+    /// HELO/EHLO accepted (after its `[helo]` hook).
+    fn helo_ok(&mut self, name: Vec<u8>, esmtp: bool, out: &mut Output) -> Action {
+        self.esmtp = esmtp;
+        self.helo = Some(name);
+        self.txn = Transaction::default();
+        if self.esmtp {
+            self.ehlo_reply(out);
+        } else {
+            render_line(&mut out.replies, 250, false, None, &self.cfg.greeting);
+        }
+        Action::NeedInput
+    }
+
+    /// Greet the client, running the `[connection]` plugins first if there
+    /// are any. Call once, after an SMTPS handshake.
+    pub fn connect(&mut self, out: &mut Output) -> Action {
+        if self.hook_wanted(Hook::Connection) {
+            return self.ask_hook(Pending::Connection);
+        }
+        self.greet(out);
+        self.spp_connected = self.spp.clone();
+        Action::NeedInput
+    }
+
+    /// Whether `hook` has plugins to run now.
+    fn hook_wanted(&self, hook: Hook) -> bool {
+        self.cfg.spp & hook.bit() != 0 && !self.spp.disabled
+    }
+
+    fn ask_hook(&mut self, pending: Pending) -> Action {
+        let hook = match pending {
+            Pending::Connection => Hook::Connection,
+            Pending::Helo(..) => Hook::Helo,
+            Pending::Mail(_) => Hook::Mail,
+            Pending::Rcpt(_) => Hook::Rcpt,
+            Pending::Pass(_) => Hook::Pass,
+            Pending::Data => Hook::Data,
+            Pending::Auth(..) => Hook::Auth,
+            Pending::Policy(_) => unreachable!("not an spp hook"),
+        };
+        self.hook = Some(pending);
+        Action::RunHook(hook)
+    }
+
+    /// Set a variable of spp's environment (only when plugins are
+    /// configured: without them nothing sees it).
+    fn spp_set(&mut self, name: &str, value: &[u8]) {
+        if self.cfg.spp != 0 {
+            self.spp.set(name, Some(value));
+        }
+    }
+
+    /// Replies a plugin queued (`L`) for this command: sent, and the
+    /// command refused without running plugins.
+    fn spp_queued(&mut self, which: Later, out: &mut Output) -> bool {
+        match self.spp.queued(which) {
+            Some(q) => {
+                out.replies.extend_from_slice(q);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// What plugins and qmail-queue see on top of our own environment:
+    /// the AUTH variables and what qmail-spp set (the edge adds TLS ones).
+    pub fn hook_env(&self) -> Vec<(String, Option<Vec<u8>>)> {
+        self.queue_env()
+    }
+
+    /// The plugins of the hook asked for by [`Action::RunHook`] ran: apply
+    /// what they said and finish the command that waited for them.
+    pub fn hook_done(&mut self, run: &spp::Run, out: &mut Output) -> Action {
+        let Some(pending) = self.hook.take() else {
+            return Action::NeedInput;
+        };
+        out.log.extend(run.log.iter().cloned());
+        self.spp.apply(run);
+        out.replies.extend_from_slice(&run.print);
+        let omit = match run.end {
+            Some(spp::End::Drop) => return self.close(End::Plugin),
+            Some(spp::End::Quit) => {
+                out.replies.extend_from_slice(&run.message);
+                return self.close(End::Plugin);
+            }
+            Some(spp::End::Reject | spp::End::Failure) => {
+                // At [connection] the text is the greeting; elsewhere the
+                // command is refused. The session goes on.
+                out.replies.extend_from_slice(&run.message);
+                match pending {
+                    Pending::Connection => self.spp_connected = self.spp.clone(),
+                    Pending::Auth(..) => {
+                        self.spp.set("SMTPAUTHUSER", None);
+                        self.spp.set("SMTPAUTHMETHOD", None);
+                    }
+                    _ => {}
+                }
+                return Action::NeedInput;
+            }
+            Some(spp::End::Omit) => true,
+            Some(spp::End::Accept | spp::End::Next) | None => false,
+        };
+        let addr = |a: Vec<u8>| run.address.clone().unwrap_or(a);
+        match pending {
+            Pending::Connection => {
+                self.greet(out);
+                self.spp_connected = self.spp.clone();
+                Action::NeedInput
+            }
+            Pending::Helo(name, esmtp) => self.helo_ok(name, esmtp, out),
+            Pending::Mail(a) => self.mail_ok(addr(a), omit, out),
+            Pending::Rcpt(a) => self.rcpt_checked(addr(a), omit, out),
+            Pending::Pass(a) => self.rcpt_accept(addr(a), out),
+            Pending::Data => {
+                self.phase = Phase::OpeningQueue;
+                Action::OpenQueue
+            }
+            Pending::Auth(user, mech) => self.auth_ok(&user, mech, out),
+            Pending::Policy(a) => self.rcpt_add(a, out),
+        }
+    }
+
+    /// The attributes of a policy request after [`Action::AskPolicy`]
+    /// (Postfix SMTPD_POLICY_README); the edge adds the TLS and port ones.
+    pub fn policy_request(&self) -> Vec<(&'static str, Vec<u8>)> {
+        let rcpt = match &self.hook {
+            Some(Pending::Policy(a)) => a.clone(),
+            _ => Vec::new(),
+        };
+        let (user, method) = match &self.auth_user {
+            Some((u, m)) => (u.clone(), m.name().to_ascii_lowercase().into_bytes()),
+            None => (Vec::new(), Vec::new()),
+        };
+        let cfg = &self.cfg;
+        vec![
+            ("request", b"smtpd_access_policy".to_vec()),
+            ("protocol_state", b"RCPT".to_vec()),
+            (
+                "protocol_name",
+                if self.esmtp {
+                    b"ESMTP".to_vec()
+                } else {
+                    b"SMTP".to_vec()
+                },
+            ),
+            ("helo_name", self.helo.clone().unwrap_or_default()),
+            ("queue_id", Vec::new()),
+            ("sender", self.txn.sender.clone().unwrap_or_default()),
+            ("recipient", rcpt),
+            (
+                "recipient_count",
+                self.txn.rcpts.len().to_string().into_bytes(),
+            ),
+            ("client_address", cfg.remote_ip.clone()),
+            ("client_name", cfg.remote_host.clone()),
+            ("reverse_client_name", cfg.remote_host.clone()),
+            ("instance", self.transactions.to_string().into_bytes()),
+            ("sasl_method", method),
+            ("sasl_username", user),
+            ("sasl_sender", Vec::new()),
+            ("size", self.txn.size.to_string().into_bytes()),
+        ]
+    }
+
+    /// The policy service's verdict on the recipient of
+    /// [`Action::AskPolicy`].
+    pub fn policy_answered(
+        &mut self,
+        verdict: crate::policy_delegation::Verdict,
+        out: &mut Output,
+    ) -> Action {
+        use crate::policy_delegation::Decision;
+        let Some(Pending::Policy(addr)) = self.hook.take() else {
+            return Action::NeedInput;
+        };
+        if let Some(l) = verdict.log {
+            out.log.push(l);
+        }
+        match verdict.decision {
+            Decision::Accept => self.rcpt_add(addr, out),
+            Decision::Prepend(h) => {
+                self.txn.prepend.extend_from_slice(&h);
+                self.txn.prepend.push(b'\n');
+                self.rcpt_add(addr, out)
+            }
+            Decision::Refuse(code, enh, text) => {
+                render_line(&mut out.replies, code, false, Some(&enh), &text);
+                Action::NeedInput
+            }
         }
     }
 
@@ -795,23 +1040,13 @@ impl<L: Lookups> Session<L> {
     ) -> Action {
         match result {
             AuthResult::Accepted => {
-                reply::AUTH_OK.render(&mut out.replies);
-                out.log.push(format!(
-                    "AUTH ok: remote={} mech={} user=\"{}\"",
-                    printable(&self.cfg.remote_ip),
-                    mechanism.name(),
-                    printable(user)
-                ));
-                self.auth_user = Some((user.to_vec(), mechanism));
-                for (name, value) in &self.cfg.auth_env {
-                    match name.as_str() {
-                        // Read as DATABYTES is: leading digits.
-                        "DATABYTES" => self.cfg.databytes = crate::policy::number(value.as_deref()),
-                        "RELAYCLIENT" => self.cfg.relayclient = value.clone(),
-                        _ => {}
-                    }
+                self.spp_set("SMTPAUTHUSER", user);
+                // As qmail-queue gets it (qmail-spp said "plain", "login").
+                self.spp_set("SMTPAUTHMETHOD", mechanism.name().as_bytes());
+                if self.hook_wanted(Hook::Auth) {
+                    return self.ask_hook(Pending::Auth(user.to_vec(), mechanism));
                 }
-                Action::NeedInput
+                self.auth_ok(user, mechanism, out)
             }
             AuthResult::Rejected => self.auth_failure(user, mechanism.name(), "rejected", out),
             AuthResult::TempFail => {
@@ -824,6 +1059,27 @@ impl<L: Lookups> Session<L> {
                 self.reply(reply::AUTH_TEMP_FAIL, out)
             }
         }
+    }
+
+    /// AUTH granted (after its `[auth]` hook).
+    fn auth_ok(&mut self, user: &[u8], mechanism: Mechanism, out: &mut Output) -> Action {
+        reply::AUTH_OK.render(&mut out.replies);
+        out.log.push(format!(
+            "AUTH ok: remote={} mech={} user=\"{}\"",
+            printable(&self.cfg.remote_ip),
+            mechanism.name(),
+            printable(user)
+        ));
+        self.auth_user = Some((user.to_vec(), mechanism));
+        for (name, value) in &self.cfg.auth_env {
+            match name.as_str() {
+                // Read as DATABYTES is: leading digits.
+                "DATABYTES" => self.cfg.databytes = crate::policy::number(value.as_deref()),
+                "RELAYCLIENT" => self.cfg.relayclient = value.clone(),
+                _ => {}
+            }
+        }
+        Action::NeedInput
     }
 
     /// Count a failed AUTH: a growing delay, a log line fail2ban can match,
@@ -853,7 +1109,7 @@ impl<L: Lookups> Session<L> {
     /// unsets).
     pub fn queue_env(&self) -> Vec<(String, Option<Vec<u8>>)> {
         let Some((user, mech)) = &self.auth_user else {
-            return Vec::new();
+            return self.spp.env.clone();
         };
         let mut env: Vec<(String, Option<Vec<u8>>)> =
             ["SMTPAUTHUSER", "SMTP_AUTH_USER", "TCPREMOTEINFO"]
@@ -865,6 +1121,8 @@ impl<L: Lookups> Session<L> {
             Some(mech.name().as_bytes().to_vec()),
         ));
         env.extend(self.cfg.auth_env.iter().cloned());
+        // What qmail-spp put into the environment (`S`, `U`, `SMTP*`).
+        env.extend(self.spp.env.iter().cloned());
         env
     }
 
@@ -917,8 +1175,23 @@ impl<L: Lookups> Session<L> {
                 return self.reply(reply::SIZE_EXCEEDED, out);
             }
         }
-        self.txn.bad_sender = self.in_badmailfrom(&addr);
+        if self.spp_queued(Later::Mail, out) {
+            return Action::NeedInput;
+        }
+        self.txn.size = size.unwrap_or(0);
+        self.spp.rcpts_all = 0;
+        self.spp_set("SMTPMAILFROM", &addr);
+        if self.hook_wanted(Hook::Mail) {
+            return self.ask_hook(Pending::Mail(addr));
+        }
+        self.mail_ok(addr, false, out)
+    }
+
+    /// MAIL after its hook; `omit` (spp `O`) skips badmailfrom.
+    fn mail_ok(&mut self, addr: Vec<u8>, omit: bool, out: &mut Output) -> Action {
+        self.txn.bad_sender = !omit && self.in_badmailfrom(&addr);
         self.txn.sender = Some(addr);
+        self.transactions += 1;
         self.reply(reply::MAIL_OK, out)
     }
 
@@ -952,11 +1225,33 @@ impl<L: Lookups> Session<L> {
             return self.reply(reply::TOO_MANY_RCPTS, out);
         }
         self.rewrite_local_literal(&mut addr);
-        if let Some(rc) = &self.cfg.relayclient {
-            addr.extend_from_slice(rc);
-        } else if self.auth_user.is_some() {
-            // An authenticated client may relay (RFC 4954 §6).
-        } else {
+        if self.spp_queued(Later::Rcpt, out) {
+            return Action::NeedInput;
+        }
+        if self.cfg.spp != 0 {
+            self.spp.rcpts_all += 1;
+            let hosts_ok = self.cfg.relayclient.is_some()
+                || self.auth_user.is_some()
+                || self.rcpt_allowed(&addr) == Ok(None);
+            self.spp_set("SMTPRCPTTO", &addr);
+            self.spp_set("SMTPRCPTCOUNT", self.txn.rcpts.len().to_string().as_bytes());
+            self.spp_set(
+                "SMTPRCPTCOUNTALL",
+                self.spp.rcpts_all.to_string().as_bytes(),
+            );
+            self.spp_set("SMTPRCPTHOSTSOK", if hosts_ok { b"1" } else { b"0" });
+        }
+        if self.hook_wanted(Hook::Rcpt) {
+            return self.ask_hook(Pending::Rcpt(addr));
+        }
+        self.rcpt_checked(addr, false, out)
+    }
+
+    /// RCPT after its `[rcpt]` hook; `omit` (spp `O`) skips rcpthosts.
+    fn rcpt_checked(&mut self, addr: Vec<u8>, omit: bool, out: &mut Output) -> Action {
+        // RELAYCLIENT, or an authenticated client (RFC 4954 §6), may relay;
+        // so may a recipient a plugin accepted with `O`.
+        if self.cfg.relayclient.is_none() && self.auth_user.is_none() && !omit {
             match self.rcpt_allowed(&addr) {
                 Ok(None) => {}
                 Ok(Some(r)) => return self.reply(r, out),
@@ -965,6 +1260,29 @@ impl<L: Lookups> Session<L> {
                     return self.close(End::ControlUnreadable);
                 }
             }
+        }
+        if self.hook_wanted(Hook::Pass) {
+            self.spp_set("SMTPRCPTTO", &addr);
+            let count = self.txn.rcpts.len() + 1;
+            self.spp_set("SMTPRCPTCOUNT", count.to_string().as_bytes());
+            return self.ask_hook(Pending::Pass(addr));
+        }
+        self.rcpt_accept(addr, out)
+    }
+
+    /// The recipient passed every check: add it (with `RELAYCLIENT`'s
+    /// suffix).
+    fn rcpt_accept(&mut self, addr: Vec<u8>, out: &mut Output) -> Action {
+        if self.cfg.policy_service {
+            self.hook = Some(Pending::Policy(addr));
+            return Action::AskPolicy;
+        }
+        self.rcpt_add(addr, out)
+    }
+
+    fn rcpt_add(&mut self, mut addr: Vec<u8>, out: &mut Output) -> Action {
+        if let Some(rc) = &self.cfg.relayclient {
+            addr.extend_from_slice(rc);
         }
         self.txn.rcpts.push(addr);
         self.reply(reply::RCPT_OK, out)
@@ -1041,6 +1359,12 @@ impl<L: Lookups> Session<L> {
                 reply::RCPT_FIRST
             };
             return self.error(r, out);
+        }
+        if self.spp_queued(Later::Data, out) {
+            return Action::NeedInput;
+        }
+        if self.hook_wanted(Hook::Data) {
+            return self.ask_hook(Pending::Data);
         }
         self.phase = Phase::OpeningQueue;
         Action::OpenQueue

@@ -458,3 +458,80 @@ impl Server {
         }
     }
 }
+
+// ---- Added for tests/policy_service.rs and tests/examples.rs: background
+// daemons (a policy server, postgrey). ----
+
+/// A background process killed when dropped, with its scratch directory.
+pub struct Daemon {
+    pub child: Child,
+    pub dir: PathBuf,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("qsmtpd-policy-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    dir
+}
+
+pub fn wait_listening(addr: &str, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let ok = if let Some(path) = addr.strip_prefix("unix:") {
+            std::os::unix::net::UnixStream::connect(path).is_ok()
+        } else {
+            std::net::TcpStream::connect(addr).is_ok()
+        };
+        if ok {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what} did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// postgrey listening on a loopback port, its own db and whitelists in a
+/// temporary directory, greylisting for `delay` seconds.
+pub fn postgrey(delay: u64) -> (Daemon, u16) {
+    need("postgrey");
+    let dir = scratch("postgrey");
+    std::fs::create_dir_all(dir.join("db")).unwrap();
+    std::fs::write(dir.join("whitelist_clients"), "").unwrap();
+    std::fs::write(dir.join("whitelist_recipients"), "").unwrap();
+    let _ = Command::new("chown")
+        .args(["-R", "postgrey"])
+        .arg(&dir)
+        .status();
+    let port = free_port();
+    let child = Command::new("postgrey")
+        .arg(format!("--inet=127.0.0.1:{port}"))
+        .arg(format!("--dbdir={}", dir.join("db").display()))
+        .arg(format!("--pidfile={}", dir.join("pid").display()))
+        .arg(format!("--delay={delay}"))
+        .arg(format!(
+            "--whitelist-clients={}",
+            dir.join("whitelist_clients").display()
+        ))
+        .arg(format!(
+            "--whitelist-recipients={}",
+            dir.join("whitelist_recipients").display()
+        ))
+        .args(["--auto-whitelist-clients=0", "--hostname=mx.test"])
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let d = Daemon { child, dir };
+    wait_listening(&format!("127.0.0.1:{port}"), "postgrey");
+    (d, port)
+}
