@@ -104,14 +104,20 @@ fn run() -> i32 {
             None => return 1,
         }
     }
+    let conn = Conn {
+        transport,
+        out: Output::default(),
+        transcript: session.config().transcript,
+        rejected: BTreeMap::new(),
+        via,
+    };
     serve(
         &mut session,
-        transport,
+        conn,
         &settings.queue_program,
         tls_env,
         auth,
         settings.timeout,
-        via,
         Checks {
             hooks: hooks.as_ref(),
             policy: PolicyClient::from_env(&env),
@@ -299,6 +305,8 @@ struct Conn {
     transcript: bool,
     /// Error replies sent, by code.
     rejected: BTreeMap<u16, u32>,
+    /// The load balancer the client came through (PROXY protocol).
+    via: Option<String>,
 }
 
 impl Conn {
@@ -341,21 +349,14 @@ fn reply_code(line: &[u8]) -> Option<u16> {
 /// Serve the connection, then log its one summary line.
 fn serve(
     session: &mut Session<ControlLookups>,
-    transport: Transport,
+    mut conn: Conn,
     queue_program: &std::path::Path,
     tls_env: Vec<(String, Option<Vec<u8>>)>,
     auth: Option<(Backend, Duration)>,
     timeout: Duration,
-    via: Option<String>,
     checks: Checks,
 ) -> i32 {
     let started = Instant::now();
-    let mut conn = Conn {
-        transport,
-        out: Output::default(),
-        transcript: session.config().transcript,
-        rejected: BTreeMap::new(),
-    };
     let (code, edge_end) = dialogue(
         session,
         &mut conn,
@@ -379,7 +380,9 @@ fn serve(
         } else {
             format!(" rejected={}", rejected.join(","))
         },
-        via.map_or_else(String::new, |b| format!(" via={b}")),
+        conn.via
+            .as_ref()
+            .map_or_else(String::new, |b| format!(" via={b}")),
         started.elapsed().as_secs_f64(),
     ));
     code
