@@ -37,7 +37,7 @@ impl fmt::Display for ControlError {
 }
 
 impl ControlError {
-    fn io(path: &Path, e: &io::Error) -> ControlError {
+    pub(crate) fn io(path: &Path, e: &io::Error) -> ControlError {
         ControlError {
             path: path.to_path_buf(),
             reason: e.to_string(),
@@ -267,6 +267,9 @@ pub fn load(env: &Env, invocation: &Invocation) -> Result<Settings, StartupError
         .map(|c| String::from_utf8_lossy(&c).into_owned()),
     };
 
+    let (rcpt_checks, rcpt_cdbs) = crate::rcpt_control::load(env, &qmailhome, &mut warnings)?;
+    config.rcpt_checks = rcpt_checks;
+
     let queue_program = match env.get("QMAILQUEUE").filter(|v| !v.is_empty()) {
         Some(q) => PathBuf::from(std::ffi::OsStr::from_bytes(q)),
         None => qmailhome.join("bin/qmail-queue"),
@@ -285,6 +288,7 @@ pub fn load(env: &Env, invocation: &Invocation) -> Result<Settings, StartupError
             tls_files: OnceLock::new(),
             cram_host,
             challenges: std::cell::Cell::new(0),
+            rcpt_cdbs,
         },
         backend,
         auth_timeout: Duration::from_secs(auth_timeout),
@@ -368,7 +372,7 @@ fn read_int(path: &Path, warnings: &mut Vec<String>) -> Result<Option<u64>, Cont
     }
 }
 
-fn open_cdb(path: &Path) -> Result<Option<cdb::CDB>, ControlError> {
+pub(crate) fn open_cdb(path: &Path) -> Result<Option<cdb::CDB>, ControlError> {
     match cdb::CDB::open(path) {
         Ok(c) => Ok(Some(c)),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
@@ -402,6 +406,8 @@ pub struct ControlLookups {
     cram_host: Vec<u8>,
     /// Challenges made so far (part of each, so none repeats).
     challenges: std::cell::Cell<u32>,
+    /// The recipient checks' cdb files.
+    rcpt_cdbs: crate::rcpt_control::RcptCdbs,
 }
 
 impl ControlLookups {
@@ -437,6 +443,14 @@ impl Lookups for ControlLookups {
                 Some(Err(_)) => Err(LookupError),
             },
         }
+    }
+
+    fn validrcptto(&self, key: &[u8]) -> Result<Option<Vec<u8>>, LookupError> {
+        self.rcpt_cdbs.validrcptto(key)
+    }
+
+    fn more_validrcptto(&self, key: &[u8]) -> Result<bool, LookupError> {
+        self.rcpt_cdbs.more_validrcptto(key)
     }
 
     fn is_local_ip(&self, ip: [u8; 4]) -> bool {

@@ -14,5 +14,7 @@ pub mod io;
 pub mod log;
 pub mod policy;
 pub mod queue;
+pub mod rcpt_checks;
+pub mod rcpt_control;
 pub mod smtp;
 pub mod tcprules;

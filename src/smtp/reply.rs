@@ -231,6 +231,18 @@ pub const QQ_CRASHED: Reply = Reply::new(451, "4.3.0", "qq crashed");
 /// Could not start qmail-queue at all (fork or pipe failure).
 pub const QQ_START: Reply = Reply::new(451, "4.3.0", "qq temporary problem");
 
+// ---- recipient checks of the combined patches (src/rcpt_checks.rs) ------
+
+/// jms1 / sagredo validrcptto: the recipient is not in the list.
+pub const NOT_IN_VALIDRCPTTO: Reply = Reply::new(
+    553,
+    "5.1.1",
+    "sorry, this recipient is not in my validrcptto list",
+);
+/// `VALIDRCPTTO_LIMIT` / `BRTLIMIT` reached: the session ends.
+pub const TOO_MANY_INVALID_RCPTS: Reply =
+    Reply::new(421, "4.7.0", "too many invalid addresses, goodbye");
+
 #[cfg(test)]
 mod tests {
     use super::*;

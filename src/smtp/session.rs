@@ -19,6 +19,7 @@ use super::received::{ReceivedInfo, received};
 use super::reply::{self, Reply, render_line};
 use crate::auth::{self, Credentials, Exchange, Failure, Mechanism, Step};
 use crate::policy::{AuthPolicy, Link, LinkState, Policy, TlsPolicy};
+use crate::rcpt_checks::{self, RcptChecks, RcptCounters};
 
 /// Default number of protocol errors (500, 501, 502, 503, 555) before the
 /// session is ended with 421.
@@ -53,6 +54,14 @@ pub trait Lookups {
     }
     /// A fresh CRAM-MD5 challenge, `<unique@hostname>`, never repeated.
     fn cram_challenge(&self) -> Vec<u8>;
+    /// jms1's `VALIDRCPTTO_CDB`: the value stored under `key`, if any.
+    fn validrcptto(&self, _key: &[u8]) -> Result<Option<Vec<u8>>, LookupError> {
+        Ok(None)
+    }
+    /// sagredo's `morevalidrcptto.cdb`: is `key` in it?
+    fn more_validrcptto(&self, _key: &[u8]) -> Result<bool, LookupError> {
+        Ok(false)
+    }
 }
 
 /// A set of names matched case-insensitively (rcpthosts, badmailfrom).
@@ -118,6 +127,8 @@ pub struct Config {
     pub auth_env: Vec<(String, Option<Vec<u8>>)>,
     /// `SMTPD_TRANSCRIPT`: log every command line (AUTH data redacted).
     pub transcript: bool,
+    /// The combined patches' recipient checks (validrcptto…).
+    pub rcpt_checks: RcptChecks,
 }
 
 impl Config {
@@ -146,6 +157,7 @@ impl Config {
             auth_failure_delay_ms: DEFAULT_AUTH_FAILURE_DELAY_MS,
             auth_env: Vec::new(),
             transcript: false,
+            rcpt_checks: RcptChecks::default(),
         }
     }
 }
@@ -197,6 +209,7 @@ pub enum End {
     TooManyAuthFailures,
     BareLineEnding,
     ControlUnreadable,
+    TooManyInvalidRcpts,
 }
 
 impl End {
@@ -209,6 +222,7 @@ impl End {
             End::TooManyAuthFailures => "too_many_auth_failures",
             End::BareLineEnding => "bare_line_ending",
             End::ControlUnreadable => "control_unreadable",
+            End::TooManyInvalidRcpts => "too_many_invalid_rcpts",
         }
     }
 }
@@ -327,6 +341,8 @@ pub struct Session<L> {
     /// `databytes` and `RELAYCLIENT` as at connect time, restored when an
     /// AUTH (and what its `AUTH_SET_` changed) is forgotten.
     connect_settings: (u64, Option<Vec<u8>>),
+    /// Counters of the recipient checks, per connection.
+    rcpt_counters: RcptCounters,
 }
 
 impl<L: Lookups> Session<L> {
@@ -352,6 +368,7 @@ impl<L: Lookups> Session<L> {
             exchange: None,
             auth_mech_started: None,
             credentials: None,
+            rcpt_counters: RcptCounters::default(),
         }
     }
 
@@ -965,9 +982,50 @@ impl<L: Lookups> Session<L> {
                     return self.close(End::ControlUnreadable);
                 }
             }
+            if let Some(action) = self.validrcptto(&addr, out) {
+                return action;
+            }
         }
         self.txn.rcpts.push(addr);
         self.reply(reply::RCPT_OK, out)
+    }
+
+    /// The validrcptto lists (src/rcpt_checks.rs); `Some` ends the RCPT.
+    fn validrcptto(&mut self, addr: &[u8], out: &mut Output) -> Option<Action> {
+        if !self.cfg.rcpt_checks.validrcptto() {
+            return None;
+        }
+        let (cfg, lookups) = (&self.cfg.rcpt_checks, &self.lookups);
+        let in_list = |k: &[u8]| {
+            let listed = cfg
+                .sagredo_list
+                .as_ref()
+                .is_some_and(|l| l.contains_lower(k));
+            Ok(listed || (cfg.sagredo_cdb && lookups.more_validrcptto(k)?))
+        };
+        let verdict = rcpt_checks::check_validrcptto(
+            cfg,
+            &mut self.rcpt_counters,
+            addr,
+            in_list,
+            |k| lookups.validrcptto(k),
+            &mut out.log,
+        );
+        match verdict {
+            Ok(v) => {
+                let r = v.reply?;
+                r.render(&mut out.replies);
+                Some(if v.close {
+                    self.close(End::TooManyInvalidRcpts)
+                } else {
+                    Action::NeedInput
+                })
+            }
+            Err(LookupError) => {
+                reply::CONTROL_UNREADABLE.render(&mut out.replies);
+                Some(self.close(End::ControlUnreadable))
+            }
+        }
     }
 
     /// `user@[a.b.c.d]` naming one of our own addresses becomes

@@ -1,0 +1,91 @@
+//! Edge: the files and variables of the recipient checks
+//! ([`crate::rcpt_checks`]), read once at connect time. A file that is
+//! not configured is not opened beyond the `open` that finds it missing.
+
+use std::path::{Path, PathBuf};
+
+use crate::control::{ControlError, Env, open_cdb, read_lines};
+use crate::policy::scan_ulong;
+use crate::rcpt_checks::{DEFAULT_VALIDRCPTTO_LIMIT, RcptChecks};
+use crate::smtp::session::{LookupError, NameSet};
+
+/// The cdb files the checks look things up in, held open.
+#[derive(Default)]
+pub struct RcptCdbs {
+    /// jms1's `VALIDRCPTTO_CDB`.
+    pub jms1: Option<cdb::CDB>,
+    /// sagredo's `morevalidrcptto.cdb`.
+    pub more: Option<cdb::CDB>,
+}
+
+impl RcptCdbs {
+    pub fn validrcptto(&self, key: &[u8]) -> Result<Option<Vec<u8>>, LookupError> {
+        match &self.jms1 {
+            None => Ok(None),
+            Some(db) => db.get(key).transpose().map_err(|_| LookupError),
+        }
+    }
+
+    pub fn more_validrcptto(&self, key: &[u8]) -> Result<bool, LookupError> {
+        match &self.more {
+            None => Ok(false),
+            Some(db) => Ok(db.get(key).transpose().map_err(|_| LookupError)?.is_some()),
+        }
+    }
+}
+
+/// A path from a variable: absolute as given, else below the qmail home
+/// (qmail-smtpd runs there).
+pub fn env_path(qmailhome: &Path, v: &[u8]) -> PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    qmailhome.join(std::ffi::OsStr::from_bytes(v))
+}
+
+/// Where each file comes from: (jms1 cdb, sagredo list, sagredo cdb).
+pub fn paths(env: &Env, qmailhome: &Path) -> (Option<PathBuf>, PathBuf, PathBuf) {
+    let set = |name| env.get(name).filter(|v| !v.is_empty());
+    let dir = qmailhome.join("control");
+    (
+        set("VALIDRCPTTO_CDB").map(|v| env_path(qmailhome, v)),
+        set("VALIDRCPTTO").map_or_else(|| dir.join("validrcptto"), |v| env_path(qmailhome, v)),
+        set("MOREVALIDRCPTTO_CDB").map_or_else(
+            || dir.join("morevalidrcptto.cdb"),
+            |v| env_path(qmailhome, v),
+        ),
+    )
+}
+
+/// Read the settings. jms1's cdb must open once named (else `421`, as in
+/// jms1); sagredo's files are off when missing.
+pub fn load(
+    env: &Env,
+    qmailhome: &Path,
+    warnings: &mut Vec<String>,
+) -> Result<(RcptChecks, RcptCdbs), ControlError> {
+    let (jms1_path, list_path, more_path) = paths(env, qmailhome);
+    let mut checks = RcptChecks::default();
+    let mut cdbs = RcptCdbs::default();
+    if let Some(p) = jms1_path {
+        match cdb::CDB::open(&p) {
+            Ok(db) => cdbs.jms1 = Some(db),
+            Err(e) => return Err(ControlError::io(&p, &e)),
+        }
+        checks.jms1_cdb = true;
+    }
+    let mut number = |name: &str| {
+        let v = env.get(name)?;
+        let n = scan_ulong(v);
+        if n.is_none() {
+            warnings.push(format!("{name} is not a number: ignored"));
+        }
+        n
+    };
+    checks.jms1_limit = number("VALIDRCPTTO_LIMIT").map_or(DEFAULT_VALIDRCPTTO_LIMIT, |n| {
+        u32::try_from(n).unwrap_or(u32::MAX)
+    });
+    checks.log = number("VALIDRCPTTO_LOG").map_or(0, |n| n.min(2) as u8);
+    checks.sagredo_list = read_lines(&list_path)?.map(NameSet::new);
+    cdbs.more = open_cdb(&more_path)?;
+    checks.sagredo_cdb = cdbs.more.is_some();
+    Ok((checks, cdbs))
+}
