@@ -268,6 +268,9 @@ pub fn load(env: &Env, invocation: &Invocation) -> Result<Settings, StartupError
     };
 
     let (rcpt_checks, rcpt_cdbs) = crate::rcpt_control::load(env, &qmailhome, &mut warnings)?;
+    if let Some(n) = rcpt_checks.maxrcpt {
+        config.max_rcpts = n;
+    }
     config.rcpt_checks = rcpt_checks;
 
     let queue_program = match env.get("QMAILQUEUE").filter(|v| !v.is_empty()) {
@@ -359,7 +362,10 @@ pub fn read_lines(path: &Path) -> Result<Option<Vec<Vec<u8>>>, ControlError> {
 
 /// qmail's `control_readint`: the leading digits of the first line; a line
 /// without any is ignored (with a warning, where qmail was silent).
-fn read_int(path: &Path, warnings: &mut Vec<String>) -> Result<Option<u64>, ControlError> {
+pub(crate) fn read_int(
+    path: &Path,
+    warnings: &mut Vec<String>,
+) -> Result<Option<u64>, ControlError> {
     let Some(line) = read_line(path)? else {
         return Ok(None);
     };

@@ -1,11 +1,14 @@
 //! The recipient checks of the combined patches (jms1, sagredo), as pure
 //! decisions: valid-recipient look-ups (jms1's `VALIDRCPTTO_CDB`, sagredo's
-//! `control/validrcptto` + `morevalidrcptto.cdb`), and the per-connection
-//! counters behind `VALIDRCPTTO_LIMIT`.
+//! `control/validrcptto` + `morevalidrcptto.cdb`), the per-connection
+//! counters behind `VALIDRCPTTO_LIMIT` and `BRTLIMIT`, `RELAYREJ`,
+//! `badhelo` (regular expressions), `badrcptto` and the `…norelay` lists.
 //!
 //! Nothing here opens a file: the look-ups are closures the session builds
 //! from its [`Lookups`](crate::smtp::session::Lookups), so every rule is
 //! table-tested below.
+
+use regex::bytes::{Regex, RegexBuilder};
 
 use crate::smtp::reply::{self, Reply};
 use crate::smtp::session::{LookupError, NameSet};
@@ -28,6 +31,186 @@ pub struct RcptChecks {
     pub sagredo_list: Option<NameSet>,
     /// sagredo: `control/morevalidrcptto.cdb` exists (the edge holds it).
     pub sagredo_cdb: bool,
+    /// sagredo: `BRTLIMIT` / `control/brtlimit` (0 = off): refused
+    /// recipients per connection before `421` at the next RCPT.
+    pub brtlimit: u32,
+    /// jms1 `RELAYREJ` / sagredo `control/rejectrelaytest`.
+    pub relayrej: bool,
+    /// `control/badhelo` (all clients).
+    pub badhelo: Option<RegexList>,
+    /// sagredo `control/badhelonorelay` (clients that may not relay).
+    pub badhelo_norelay: Option<RegexList>,
+    /// `LOGREGEX`: name the matching pattern in the log.
+    pub logregex: bool,
+    /// `control/badrcptto` (all clients).
+    pub badrcptto: NameSet,
+    /// `control/badrcpttonorelay` (clients that may not relay).
+    pub badrcptto_norelay: NameSet,
+    /// `control/badmailfromnorelay` (clients that may not relay).
+    pub badmailfrom_norelay: NameSet,
+    /// `MAXRCPT` / `control/maxrcpt`: recipients per message (replaces
+    /// the built-in 1000).
+    pub maxrcpt: Option<usize>,
+}
+
+/// Lines of extended regular expressions, matched case-insensitively and
+/// unanchored; a leading `!` negates a line (it matches when the
+/// expression does not).
+#[derive(Debug, Clone, Default)]
+pub struct RegexList {
+    entries: Vec<(bool, Regex, String)>,
+}
+
+/// Most memory one compiled pattern may take.
+const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
+impl RegexList {
+    /// Compile the lines; a line that does not compile is left out and
+    /// returned as an error text (logged at connect, reported by
+    /// `--check`), never fatal.
+    pub fn compile(lines: &[Vec<u8>]) -> (RegexList, Vec<String>) {
+        let mut list = RegexList::default();
+        let mut errors = Vec::new();
+        for line in lines {
+            let text = String::from_utf8_lossy(line).into_owned();
+            let (negate, pattern) = match text.strip_prefix('!') {
+                Some(p) => (true, p),
+                None => (false, text.as_str()),
+            };
+            match RegexBuilder::new(pattern)
+                .case_insensitive(true)
+                .unicode(false)
+                .size_limit(REGEX_SIZE_LIMIT)
+                .build()
+            {
+                Ok(re) => list.entries.push((negate, re, text.clone())),
+                Err(e) => errors.push(format!(
+                    "pattern \"{text}\" does not compile: {}",
+                    e.to_string().replace('\n', " ")
+                )),
+            }
+        }
+        (list, errors)
+    }
+
+    /// The first line that matches `s`.
+    pub fn matches(&self, s: &[u8]) -> Option<&str> {
+        self.entries
+            .iter()
+            .find(|(negate, re, _)| re.is_match(s) != *negate)
+            .map(|(_, _, text)| text.as_str())
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// What the HELO/EHLO name earned; computed at each HELO/EHLO, enforced
+/// at every RCPT until the next one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeloFlags {
+    /// Matched `badhelo`: the pattern.
+    pub bad: Option<String>,
+    /// Matched `badhelonorelay`: the pattern.
+    pub bad_norelay: Option<String>,
+}
+
+/// Judge a HELO/EHLO name against `badhelo` and `badhelonorelay`.
+pub fn helo_flags(cfg: &RcptChecks, name: &[u8]) -> HeloFlags {
+    let m = |l: &Option<RegexList>| l.as_ref().and_then(|l| l.matches(name)).map(str::to_string);
+    HeloFlags {
+        bad: m(&cfg.badhelo),
+        bad_norelay: m(&cfg.badhelo_norelay),
+    }
+}
+
+/// qmail's `bmfcheck` on a list: the whole address, or its `@domain`.
+pub fn in_list(list: &NameSet, addr: &[u8]) -> bool {
+    if list.is_empty() || addr.is_empty() {
+        return false;
+    }
+    list.contains(addr)
+        || addr
+            .iter()
+            .rposition(|&b| b == b'@')
+            .is_some_and(|at| list.contains(&addr[at..]))
+}
+
+/// `badmailfromnorelay` for a client that may not relay (asked at MAIL).
+pub fn sender_norelay_refused(cfg: &RcptChecks, may_relay: bool, sender: &[u8]) -> bool {
+    !may_relay && in_list(&cfg.badmailfrom_norelay, sender)
+}
+
+/// The checks of a recipient before the relay rules, in this order:
+/// `BRTLIMIT` reached, `RELAYREJ`, `badhelo` (+`norelay`), `badrcptto`
+/// (+`norelay`). `None`: go on. `may_relay`: `RELAYCLIENT` or AUTH.
+pub fn before_relay(
+    cfg: &RcptChecks,
+    counters: &mut RcptCounters,
+    helo: &HeloFlags,
+    addr: &[u8],
+    may_relay: bool,
+    log: &mut Vec<String>,
+) -> Option<Verdict> {
+    let refuse = |r: Reply, why: String| {
+        Some(Verdict {
+            reply: Some(r),
+            close: false,
+            why,
+        })
+    };
+    if cfg.brtlimit > 0 && counters.bad >= cfg.brtlimit {
+        return Some(Verdict {
+            reply: Some(reply::TOO_MANY_INVALID_RCPTS),
+            close: true,
+            why: format!("BRTLIMIT {} reached", cfg.brtlimit),
+        });
+    }
+    if cfg.relayrej && relay_attempt(addr) {
+        return refuse(
+            reply::RELAYREJ,
+            "RELAYREJ/rejectrelaytest: @, % or ! in the local part".into(),
+        );
+    }
+    let helo_pattern = helo.bad.as_ref().map(|p| ("badhelo", p)).or_else(|| {
+        helo.bad_norelay
+            .as_ref()
+            .filter(|_| !may_relay)
+            .map(|p| ("badhelonorelay", p))
+    });
+    if let Some((file, pattern)) = helo_pattern {
+        if cfg.logregex {
+            log.push(format!("badhelo: refused by {file} pattern \"{pattern}\""));
+        }
+        return refuse(reply::BAD_HELO, format!("{file} pattern \"{pattern}\""));
+    }
+    let file = if in_list(&cfg.badrcptto, addr) {
+        Some("badrcptto")
+    } else if !may_relay && in_list(&cfg.badrcptto_norelay, addr) {
+        Some("badrcpttonorelay")
+    } else {
+        None
+    };
+    if let Some(file) = file {
+        counters.bad = counters.bad.saturating_add(1);
+        return refuse(reply::BAD_RCPT, format!("listed in {file}"));
+    }
+    None
+}
+
+/// jms1/sagredo relay test: the part before the last `@` holds `@`, `%`
+/// or `!` (without `@`: anywhere).
+pub fn relay_attempt(addr: &[u8]) -> bool {
+    let local = match addr.iter().rposition(|&b| b == b'@') {
+        Some(at) => &addr[..at],
+        None => addr,
+    };
+    local.iter().any(|&b| matches!(b, b'@' | b'%' | b'!'))
 }
 
 impl RcptChecks {
@@ -42,6 +225,9 @@ impl RcptChecks {
 pub struct RcptCounters {
     /// Recipients refused by a validrcptto list (jms1's limit).
     pub invalid: u32,
+    /// Recipients refused by validrcptto, badrcptto or rcpthosts
+    /// (sagredo's `BRTLIMIT`).
+    pub bad: u32,
 }
 
 /// What a sagredo list says of an address.
@@ -220,6 +406,7 @@ pub fn check_validrcptto(
         ));
     };
     counters.invalid = counters.invalid.saturating_add(1);
+    counters.bad = counters.bad.saturating_add(1);
     if cfg.log > 0 {
         log.push(format!("validrcptto: \"{}\" reject: {why}", show(&addr)));
     }
@@ -346,6 +533,96 @@ mod tests {
         assert!(!v.close);
         assert_eq!(c.invalid, 1);
         assert_eq!(log.len(), 1, "{log:?}");
+    }
+
+    fn lines(l: &[&str]) -> Vec<Vec<u8>> {
+        l.iter().map(|s| s.as_bytes().to_vec()).collect()
+    }
+
+    #[test]
+    fn regex_lists() {
+        let (l, errors) = RegexList::compile(&lines(&[
+            "^localhost$",
+            "[0-9]+\\.[0-9]+\\.[0-9]+\\.[0-9]+",
+            "!\\.",
+            "bad(",
+            "[[:alpha:]]+\\.invalid$",
+        ]));
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].contains("bad("), "{errors:?}");
+        assert_eq!(l.len(), 4);
+        assert_eq!(
+            l.matches(b"LOCALHOST"),
+            Some("^localhost$"),
+            "case-insensitive"
+        );
+        assert!(
+            l.matches(b"mylocalhost.example").is_none(),
+            "anchored by the pattern only"
+        );
+        assert!(l.matches(b"host-1.2.3.4.example").is_some(), "unanchored");
+        assert_eq!(l.matches(b"nodots"), Some("!\\."), "negation: no dot");
+        assert!(l.matches(b"mx.example.org").is_none());
+        assert!(l.matches(b"foo.INVALID").is_some());
+        assert!(l.matches(b"\xff\x00binary").is_some(), "bytes never panic");
+    }
+
+    #[test]
+    fn relayrej_test() {
+        assert!(relay_attempt(b"a%b@d"));
+        assert!(relay_attempt(b"a!b@d"));
+        assert!(relay_attempt(b"\"a@b\"@d"));
+        assert!(relay_attempt(b"a!b"));
+        assert!(!relay_attempt(b"a@d!x"));
+        assert!(!relay_attempt(b"a.b@d"));
+    }
+
+    #[test]
+    fn before_relay_order_and_counts() {
+        let (bh, _) = RegexList::compile(&lines(&["^evil"]));
+        let (bhn, _) = RegexList::compile(&lines(&["dynamic"]));
+        let cfg = RcptChecks {
+            brtlimit: 2,
+            relayrej: true,
+            badhelo: Some(bh),
+            badhelo_norelay: Some(bhn),
+            badrcptto: NameSet::new(lines(&["x@d", "@spamtrap.d"])),
+            badrcptto_norelay: NameSet::new(lines(&["y@d"])),
+            ..RcptChecks::default()
+        };
+        let mut c = RcptCounters::default();
+        let mut log = Vec::new();
+        let ok = HeloFlags::default();
+        let mut run = |helo: &HeloFlags, a: &str, relay: bool, c: &mut RcptCounters| {
+            before_relay(&cfg, c, helo, a.as_bytes(), relay, &mut log).and_then(|v| v.reply)
+        };
+        assert_eq!(
+            run(&ok, "a%b@d", true, &mut c),
+            Some(reply::RELAYREJ),
+            "relay clients too"
+        );
+        let evil = helo_flags(&cfg, b"EVIL.example");
+        assert_eq!(run(&evil, "a@d", true, &mut c), Some(reply::BAD_HELO));
+        let dynamic = helo_flags(&cfg, b"host.dynamic.example");
+        assert_eq!(dynamic.bad, None);
+        assert_eq!(
+            run(&dynamic, "a@d", true, &mut c),
+            None,
+            "norelay: relay client passes"
+        );
+        assert_eq!(run(&dynamic, "a@d", false, &mut c), Some(reply::BAD_HELO));
+        assert_eq!(c.bad, 0, "badhelo is not counted");
+        assert_eq!(run(&ok, "y@d", true, &mut c), None);
+        assert_eq!(run(&ok, "Y@D", false, &mut c), Some(reply::BAD_RCPT));
+        assert_eq!(
+            run(&ok, "z@SpamTrap.d", true, &mut c),
+            Some(reply::BAD_RCPT)
+        );
+        assert_eq!(c.bad, 2);
+        assert_eq!(
+            run(&ok, "fine@d", false, &mut c),
+            Some(reply::TOO_MANY_INVALID_RCPTS)
+        );
     }
 
     #[test]

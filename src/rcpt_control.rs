@@ -4,9 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::control::{ControlError, Env, open_cdb, read_lines};
+use crate::control::{ControlError, Env, open_cdb, read_int, read_lines};
 use crate::policy::scan_ulong;
-use crate::rcpt_checks::{DEFAULT_VALIDRCPTTO_LIMIT, RcptChecks};
+use crate::rcpt_checks::{DEFAULT_VALIDRCPTTO_LIMIT, RcptChecks, RegexList};
 use crate::smtp::session::{LookupError, NameSet};
 
 /// The cdb files the checks look things up in, held open.
@@ -84,8 +84,54 @@ pub fn load(
         u32::try_from(n).unwrap_or(u32::MAX)
     });
     checks.log = number("VALIDRCPTTO_LOG").map_or(0, |n| n.min(2) as u8);
+    let brtlimit = number("BRTLIMIT");
+    let maxrcpt = number("MAXRCPT");
+    let relayrej = env.get("RELAYREJ").map(|v| scan_ulong(v).unwrap_or(0) > 0);
     checks.sagredo_list = read_lines(&list_path)?.map(NameSet::new);
     cdbs.more = open_cdb(&more_path)?;
     checks.sagredo_cdb = cdbs.more.is_some();
+
+    let dir = qmailhome.join("control");
+    let brtlimit = match brtlimit {
+        Some(n) => Some(n),
+        None => read_int(&dir.join("brtlimit"), warnings)?,
+    };
+    checks.brtlimit = brtlimit.map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX));
+    let maxrcpt = match maxrcpt {
+        Some(n) => Some(n),
+        None if env.get("DISABLE_MAXRCPT").is_some() => None,
+        None => read_int(&dir.join("maxrcpt"), warnings)?,
+    };
+    checks.maxrcpt = maxrcpt
+        .filter(|&n| n > 0)
+        .map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+    checks.relayrej = match relayrej {
+        Some(on) => on,
+        None => read_int(&dir.join("rejectrelaytest"), warnings)?.is_some_and(|n| n > 0),
+    };
+    if env.get("NOBADHELO").is_none() {
+        for (name, slot) in [
+            ("badhelo", &mut checks.badhelo),
+            ("badhelonorelay", &mut checks.badhelo_norelay),
+        ] {
+            let path = dir.join(name);
+            if let Some(lines) = read_lines(&path)? {
+                let (list, errors) = RegexList::compile(&lines);
+                for e in errors {
+                    warnings.push(format!("{}: {e}: line ignored", path.display()));
+                }
+                *slot = Some(list);
+            }
+        }
+    }
+    checks.logregex = env.get("LOGREGEX").is_some();
+    let list = |name: &str| -> Result<NameSet, ControlError> {
+        Ok(NameSet::new(
+            read_lines(&dir.join(name))?.unwrap_or_default(),
+        ))
+    };
+    checks.badrcptto = list("badrcptto")?;
+    checks.badrcptto_norelay = list("badrcpttonorelay")?;
+    checks.badmailfrom_norelay = list("badmailfromnorelay")?;
     Ok((checks, cdbs))
 }

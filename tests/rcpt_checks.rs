@@ -165,3 +165,229 @@ fn sagredo_list_named_by_env_and_not_for_authenticated_clients() {
     ]);
     assert!(o.status.success(), "{}", text(&o));
 }
+
+/// One dialogue with smtplib: HELO name, sender, recipients; prints the
+/// RCPT codes, then the DATA outcome.
+fn smtplib(srv: &common::Server, helo: &str, sender: &str, rcpts: &[&str]) -> String {
+    let list: Vec<String> = rcpts.iter().map(|r| format!("{r:?}")).collect();
+    python(&format!(
+        r#"
+import smtplib
+s = smtplib.SMTP("127.0.0.1", {port})
+s.ehlo({helo:?})
+s.mail({sender:?})
+ok = 0
+for r in [{list}]:
+    try:
+        code = s.rcpt(r)[0]
+    except smtplib.SMTPServerDisconnected:
+        print(r, "disconnected")
+        break
+    print(r, code)
+    ok += code == 250
+if ok:
+    print("data", s.data(b"Subject: t\r\n\r\nhi\r\n")[0])
+"#,
+        port = srv.port,
+        list = list.join(", ")
+    ))
+}
+
+#[test]
+fn maxrcpt_refuses_and_never_adds_the_extra_recipient() {
+    let srv = Setup::new("maxrcpt-env")
+        .env("MAXRCPT", "2")
+        .control("maxrcpt", "50\n")
+        .start();
+    let out = smtplib(
+        &srv,
+        "client.test",
+        "a@sender.test",
+        &["a@example.org", "b@example.org", "c@example.org"],
+    );
+    assert_eq!(
+        out,
+        "a@example.org 250\nb@example.org 250\nc@example.org 452\ndata 250\n"
+    );
+    assert_eq!(
+        srv.queued()[0].1,
+        b"Fa@sender.test\0Ta@example.org\0Tb@example.org\0\0"
+    );
+
+    let srv = Setup::new("maxrcpt-file").control("maxrcpt", "1\n").start();
+    let out = smtplib(
+        &srv,
+        "client.test",
+        "a@sender.test",
+        &["a@example.org", "b@example.org"],
+    );
+    assert_eq!(out, "a@example.org 250\nb@example.org 452\ndata 250\n");
+
+    let srv = Setup::new("maxrcpt-disabled")
+        .control("maxrcpt", "1\n")
+        .env("DISABLE_MAXRCPT", "")
+        .start();
+    let out = smtplib(
+        &srv,
+        "client.test",
+        "a@sender.test",
+        &["a@example.org", "b@example.org"],
+    );
+    assert_eq!(out, "a@example.org 250\nb@example.org 250\ndata 250\n");
+}
+
+#[test]
+fn brtlimit_counts_refused_recipients_then_421() {
+    for (name, setup) in [
+        ("brt-env", Setup::new("brt-env").env("BRTLIMIT", "2")),
+        (
+            "brt-file",
+            Setup::new("brt-file").control("brtlimit", "2\n"),
+        ),
+    ] {
+        let srv = setup.control("badrcptto", "trap@example.org\n").start();
+        let out = smtplib(
+            &srv,
+            "client.test",
+            "a@sender.test",
+            &["trap@example.org", "x@elsewhere.test", "ok@example.org"],
+        );
+        assert_eq!(
+            out, "trap@example.org 553\nx@elsewhere.test 553\nok@example.org 421\n",
+            "{name}"
+        );
+        assert!(
+            srv.stderr_log().contains("how=too_many_invalid_rcpts"),
+            "{name}"
+        );
+        assert!(srv.queued().is_empty());
+    }
+}
+
+#[test]
+fn relayrej_refuses_routing_even_for_relay_clients() {
+    for setup in [
+        Setup::new("relayrej-env").env("RELAYREJ", "1"),
+        Setup::new("relayrej-file").control("rejectrelaytest", "1\n"),
+    ] {
+        let srv = setup.env("RELAYCLIENT", "").start();
+        let mut c = session(&srv);
+        assert_eq!(
+            rcpt(&mut c, "a%b@example.org"),
+            "553 5.7.1 sorry, we don't relay\r\n"
+        );
+        assert!(rcpt(&mut c, "a!b@example.org").starts_with("553 5.7.1 sorry, we don't relay"));
+        assert!(rcpt(&mut c, "ab@elsewhere.test").starts_with("250 "));
+    }
+    // Off by default: a relay client may use the percent hack.
+    let srv = Setup::new("relayrej-off").env("RELAYCLIENT", "").start();
+    let mut c = session(&srv);
+    assert!(rcpt(&mut c, "a%b@example.org").starts_with("250 "));
+}
+
+#[test]
+fn badhelo_regexes_negation_and_nobadhelo() {
+    let badhelo = "^localhost$\n[0-9]+\\.[0-9]+\\.[0-9]+\\.[0-9]+\n!\\.\nbroken(\n";
+    let srv = Setup::new("badhelo")
+        .control("badhelo", badhelo)
+        .control("badhelonorelay", "\\.dyn\\.\n")
+        .env("LOGREGEX", "")
+        .start();
+    for (helo, want) in [
+        ("LocalHost", "553"),
+        ("host-192.0.2.7.isp.example", "553"),
+        ("nodots", "553"),
+        ("mx.client.example", "250"),
+        ("a.dyn.example", "553"),
+    ] {
+        let out = smtplib(&srv, helo, "a@sender.test", &["x@example.org"]);
+        assert!(
+            out.starts_with(&format!("x@example.org {want}\n")),
+            "{helo}: {out}"
+        );
+    }
+    let log = srv.stderr_log();
+    assert!(
+        log.contains("badhelo: pattern \"broken(\" does not compile"),
+        "{log}"
+    );
+    assert!(
+        log.contains("refused by badhelo pattern \"^localhost$\""),
+        "{log}"
+    );
+
+    let mut c = Client::connect(&srv);
+    c.reply();
+    c.send(b"HELO localhost\r\nMAIL FROM:<a@sender.test>\r\nRCPT TO:<x@example.org>\r\n");
+    c.reply();
+    c.reply();
+    assert_eq!(
+        c.reply(),
+        "553 5.7.1 sorry, your HELO host name has been denied\r\n"
+    );
+    // A new HELO is judged afresh.
+    c.send(b"HELO mx.client.example\r\nMAIL FROM:<a@sender.test>\r\nRCPT TO:<x@example.org>\r\n");
+    c.reply();
+    c.reply();
+    assert!(c.reply().starts_with("250 "));
+
+    let srv = Setup::new("nobadhelo")
+        .control("badhelo", badhelo)
+        .env("NOBADHELO", "")
+        .start();
+    let out = smtplib(&srv, "localhost", "a@sender.test", &["x@example.org"]);
+    assert!(out.starts_with("x@example.org 250\n"), "{out}");
+
+    // badhelonorelay does not apply to a relay client; badhelo does.
+    let srv = Setup::new("badhelo-relay")
+        .control("badhelo", "^localhost$\n")
+        .control("badhelonorelay", "\\.dyn\\.\n")
+        .env("RELAYCLIENT", "")
+        .start();
+    let out = smtplib(&srv, "a.dyn.example", "a@sender.test", &["x@example.org"]);
+    assert!(out.starts_with("x@example.org 250\n"), "{out}");
+    let out = smtplib(&srv, "localhost", "a@sender.test", &["x@example.org"]);
+    assert!(out.starts_with("x@example.org 553\n"), "{out}");
+}
+
+#[test]
+fn badrcptto_and_the_norelay_lists() {
+    let srv = Setup::new("badrcptto")
+        .control("badrcptto", "trap@example.org\n@spam.wild.example\n")
+        .control("badrcpttonorelay", "internal@example.org\n")
+        .control("badmailfromnorelay", "@forged.test\n")
+        .start();
+    let mut c = session(&srv);
+    assert_eq!(
+        rcpt(&mut c, "TRAP@example.org"),
+        "553 5.7.1 sorry, your envelope recipient has been denied\r\n"
+    );
+    assert!(
+        rcpt(&mut c, "x@spam.wild.example").starts_with("553 5.7.1 sorry, your envelope recipient")
+    );
+    assert!(
+        rcpt(&mut c, "internal@example.org")
+            .starts_with("553 5.7.1 sorry, your envelope recipient")
+    );
+    assert!(rcpt(&mut c, "fine@example.org").starts_with("250 "));
+    let out = smtplib(&srv, "client.test", "x@forged.test", &["fine@example.org"]);
+    assert_eq!(out, "fine@example.org 553\n");
+
+    // A relay client: the norelay lists do not apply, badrcptto does.
+    let srv = Setup::new("badrcptto-relay")
+        .control("badrcptto", "trap@example.org\n")
+        .control("badrcpttonorelay", "internal@example.org\n")
+        .control("badmailfromnorelay", "@forged.test\n")
+        .env("RELAYCLIENT", "")
+        .start();
+    let out = smtplib(
+        &srv,
+        "client.test",
+        "x@forged.test",
+        &["internal@example.org", "trap@example.org"],
+    );
+    assert_eq!(
+        out,
+        "internal@example.org 250\ntrap@example.org 553\ndata 250\n"
+    );
+}

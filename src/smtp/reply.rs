@@ -239,6 +239,17 @@ pub const NOT_IN_VALIDRCPTTO: Reply = Reply::new(
     "5.1.1",
     "sorry, this recipient is not in my validrcptto list",
 );
+/// `RELAYREJ` / `control/rejectrelaytest`: `@`, `%` or `!` in the local
+/// part, from any client.
+pub const RELAYREJ: Reply = Reply::new(553, "5.7.1", "sorry, we don't relay");
+/// `control/badhelo` (or `badhelonorelay`) matched the HELO/EHLO name.
+pub const BAD_HELO: Reply = Reply::new(553, "5.7.1", "sorry, your HELO host name has been denied");
+/// `control/badrcptto` (or `badrcpttonorelay`) lists the recipient.
+pub const BAD_RCPT: Reply = Reply::new(
+    553,
+    "5.7.1",
+    "sorry, your envelope recipient has been denied",
+);
 /// `VALIDRCPTTO_LIMIT` / `BRTLIMIT` reached: the session ends.
 pub const TOO_MANY_INVALID_RCPTS: Reply =
     Reply::new(421, "4.7.0", "too many invalid addresses, goodbye");

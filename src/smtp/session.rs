@@ -19,7 +19,7 @@ use super::received::{ReceivedInfo, received};
 use super::reply::{self, Reply, render_line};
 use crate::auth::{self, Credentials, Exchange, Failure, Mechanism, Step};
 use crate::policy::{AuthPolicy, Link, LinkState, Policy, TlsPolicy};
-use crate::rcpt_checks::{self, RcptChecks, RcptCounters};
+use crate::rcpt_checks::{self, HeloFlags, RcptChecks, RcptCounters};
 
 /// Default number of protocol errors (500, 501, 502, 503, 555) before the
 /// session is ended with 421.
@@ -343,6 +343,8 @@ pub struct Session<L> {
     connect_settings: (u64, Option<Vec<u8>>),
     /// Counters of the recipient checks, per connection.
     rcpt_counters: RcptCounters,
+    /// What `badhelo`/`badhelonorelay` said of the last HELO/EHLO name.
+    helo_flags: HeloFlags,
 }
 
 impl<L: Lookups> Session<L> {
@@ -369,6 +371,7 @@ impl<L: Lookups> Session<L> {
             auth_mech_started: None,
             credentials: None,
             rcpt_counters: RcptCounters::default(),
+            helo_flags: HeloFlags::default(),
         }
     }
 
@@ -686,6 +689,7 @@ impl<L: Lookups> Session<L> {
             Command::Helo(name) | Command::Ehlo(name) => {
                 self.esmtp = matches!(cmd, Command::Ehlo(_));
                 self.helo = Some(name.to_vec());
+                self.helo_flags = rcpt_checks::helo_flags(&self.cfg.rcpt_checks, name);
                 self.txn = Transaction::default();
                 if self.esmtp {
                     self.ehlo_reply(out);
@@ -934,7 +938,8 @@ impl<L: Lookups> Session<L> {
                 return self.reply(reply::SIZE_EXCEEDED, out);
             }
         }
-        self.txn.bad_sender = self.in_badmailfrom(&addr);
+        self.txn.bad_sender = self.in_badmailfrom(&addr)
+            || rcpt_checks::sender_norelay_refused(&self.cfg.rcpt_checks, self.may_relay(), &addr);
         self.txn.sender = Some(addr);
         self.reply(reply::MAIL_OK, out)
     }
@@ -968,6 +973,17 @@ impl<L: Lookups> Session<L> {
         if self.txn.rcpts.len() >= self.cfg.max_rcpts {
             return self.reply(reply::TOO_MANY_RCPTS, out);
         }
+        let may_relay = self.may_relay();
+        if let Some(v) = rcpt_checks::before_relay(
+            &self.cfg.rcpt_checks,
+            &mut self.rcpt_counters,
+            &self.helo_flags,
+            &addr,
+            may_relay,
+            &mut out.log,
+        ) {
+            return self.verdict(v, out);
+        }
         self.rewrite_local_literal(&mut addr);
         if let Some(rc) = &self.cfg.relayclient {
             addr.extend_from_slice(rc);
@@ -976,7 +992,10 @@ impl<L: Lookups> Session<L> {
         } else {
             match self.rcpt_allowed(&addr) {
                 Ok(None) => {}
-                Ok(Some(r)) => return self.reply(r, out),
+                Ok(Some(r)) => {
+                    self.rcpt_counters.bad = self.rcpt_counters.bad.saturating_add(1);
+                    return self.reply(r, out);
+                }
                 Err(LookupError) => {
                     reply::CONTROL_UNREADABLE.render(&mut out.replies);
                     return self.close(End::ControlUnreadable);
@@ -1012,20 +1031,28 @@ impl<L: Lookups> Session<L> {
             &mut out.log,
         );
         match verdict {
-            Ok(v) => {
-                let r = v.reply?;
-                r.render(&mut out.replies);
-                Some(if v.close {
-                    self.close(End::TooManyInvalidRcpts)
-                } else {
-                    Action::NeedInput
-                })
-            }
+            Ok(v) => v.reply.is_some().then(|| self.verdict(v, out)),
             Err(LookupError) => {
                 reply::CONTROL_UNREADABLE.render(&mut out.replies);
                 Some(self.close(End::ControlUnreadable))
             }
         }
+    }
+
+    /// Give a recipient check's refusal (src/rcpt_checks.rs).
+    fn verdict(&mut self, v: rcpt_checks::Verdict, out: &mut Output) -> Action {
+        if let Some(r) = v.reply {
+            r.render(&mut out.replies);
+        }
+        if v.close {
+            return self.close(End::TooManyInvalidRcpts);
+        }
+        Action::NeedInput
+    }
+
+    /// `RELAYCLIENT` is set or the client authenticated.
+    fn may_relay(&self) -> bool {
+        self.cfg.relayclient.is_some() || self.auth_user.is_some()
     }
 
     /// `user@[a.b.c.d]` naming one of our own addresses becomes
