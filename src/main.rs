@@ -430,8 +430,8 @@ fn dialogue(
                 };
                 if !why.is_empty() {
                     log::line(&format!(
-                        "checkpassword: user=\"{}\": {why}",
-                        printable(&creds.user)
+                        "checkpassword: {}: {why}",
+                        qmail_smtpd::auth::log_user(&creds.user)
                     ));
                 }
                 let next =

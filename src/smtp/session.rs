@@ -531,11 +531,7 @@ impl<L: Lookups> Session<L> {
             s.push_str(" tls=upstream");
         }
         if let Some((user, mech)) = &self.auth_user {
-            s.push_str(&format!(
-                " auth={} user=\"{}\"",
-                mech.name(),
-                printable(user)
-            ));
+            s.push_str(&format!(" auth={} {}", mech.name(), auth::log_user(user)));
         }
         if self.auth_failures > 0 {
             s.push_str(&format!(" auth_failures={}", self.auth_failures));
@@ -818,10 +814,10 @@ impl<L: Lookups> Session<L> {
             AuthResult::Accepted => {
                 reply::AUTH_OK.render(&mut out.replies);
                 out.log.push(format!(
-                    "AUTH ok: remote={} mech={} user=\"{}\"",
+                    "AUTH ok: remote={} mech={} {}",
                     printable(&self.cfg.remote_ip),
                     mechanism.name(),
-                    printable(user)
+                    auth::log_user(user)
                 ));
                 self.auth_user = Some((user.to_vec(), mechanism));
                 for (name, value) in &self.cfg.auth_env {
@@ -837,10 +833,10 @@ impl<L: Lookups> Session<L> {
             AuthResult::Rejected => self.auth_failure(user, mechanism.name(), "rejected", out),
             AuthResult::TempFail => {
                 out.log.push(format!(
-                    "AUTH temporary failure: remote={} mech={} user=\"{}\"",
+                    "AUTH temporary failure: remote={} mech={} {}",
                     printable(&self.cfg.remote_ip),
                     mechanism.name(),
-                    printable(user)
+                    auth::log_user(user)
                 ));
                 self.reply(reply::AUTH_TEMP_FAIL, out)
             }
@@ -852,9 +848,9 @@ impl<L: Lookups> Session<L> {
     fn auth_failure(&mut self, user: &[u8], mech: &str, why: &str, out: &mut Output) -> Action {
         self.auth_failures += 1;
         out.log.push(format!(
-            "AUTH failed: remote={} mech={mech} user=\"{}\" reason={why} failures={}",
+            "AUTH failed: remote={} mech={mech} {} reason={why} failures={}",
             printable(&self.cfg.remote_ip),
-            printable(user),
+            auth::log_user(user),
             self.auth_failures
         ));
         out.delay_ms = self
