@@ -10,6 +10,7 @@ pub mod checkpassword;
 pub mod child;
 pub mod control;
 pub mod explain;
+pub mod greetdelay;
 pub mod io;
 pub mod log;
 pub mod policy;

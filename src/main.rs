@@ -86,6 +86,13 @@ fn run() -> i32 {
             None => return 1,
         }
     }
+    // After the SMTPS handshake: the 554 for an early talker goes inside TLS.
+    if let Some(delay) = qmail_smtpd::greetdelay::from_env(|n| env.get(n)) {
+        if let Some(code) = qmail_smtpd::greetdelay::run(&delay, &mut transport, &session.summary())
+        {
+            return code;
+        }
+    }
     serve(
         &mut session,
         transport,

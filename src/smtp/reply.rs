@@ -69,6 +69,9 @@ pub const TIMEOUT: Reply = Reply::new(421, "4.4.2", "timeout, closing connection
 /// Too many unknown commands, syntax errors or sequence errors.
 pub const TOO_MANY_ERRORS: Reply = Reply::new(421, "4.7.0", "too many errors, closing connection");
 
+/// The client spoke before the greeting (`DROP_PRE_GREET`).
+pub const PROTOCOL_VIOLATION: Reply = Reply::new(554, "5.5.0", "SMTP protocol violation");
+
 /// The environment asks for something impossible (see the log line).
 pub const POLICY_CONTRADICTION: Reply = Reply::new(
     421,
