@@ -27,6 +27,9 @@ cmds = {
  'starttls': b'STARTTLS\r',
  'nul': b'MAIL FROM:<a\x00b@c>',
  'quit': b'QUIT\r',
+ 'mail-smtputf8': 'MAIL FROM:<jörg@bücher.example> SMTPUTF8 SIZE=10\r'.encode(),
+ 'rcpt-utf8': 'RCPT TO:<用户@example.org>'.encode(),
+ 'mail-bad-utf8': b'MAIL FROM:<j\xf6rg@b.example> SMTPUTF8',
 }
 for k, v in cmds.items(): w(f'command/{k}', v)
 

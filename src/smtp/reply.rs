@@ -158,6 +158,13 @@ pub const BAD_RCPT_ADDRESS: Reply = Reply::new(501, "5.1.3", "bad address syntax
 pub const EMPTY_RCPT: Reply = Reply::new(501, "5.1.3", "empty recipient address");
 pub const SENDER_TOO_LONG: Reply = Reply::new(501, "5.1.7", "address too long");
 pub const RCPT_TOO_LONG: Reply = Reply::new(501, "5.1.3", "address too long");
+/// RFC 6531 §3.7.4.1: a non-ASCII address in a transaction without
+/// `MAIL … SMTPUTF8`.
+pub const NON_ASCII_WITHOUT_SMTPUTF8: Reply = Reply::new(
+    553,
+    "5.6.7",
+    "non-ASCII address requires MAIL FROM:<...> SMTPUTF8",
+);
 pub const UNKNOWN_PARAMETER: Reply = Reply::new(555, "5.5.4", "unrecognized or bad parameter");
 
 pub const NESTED_MAIL: Reply = Reply::new(503, "5.5.1", "MAIL already given; RSET first");

@@ -297,6 +297,8 @@ struct Transaction {
     bad_sender: bool,
     rcpts: Vec<Vec<u8>>,
     rcpt_attempted: bool,
+    /// `MAIL … SMTPUTF8` (RFC 6531).
+    smtputf8: bool,
 }
 
 enum Phase {
@@ -583,13 +585,12 @@ impl<L: Lookups> Session<L> {
             remote_ip: &self.cfg.remote_ip,
             local: &self.cfg.local_host,
             // RFC 3848.
-            protocol: match (self.esmtp, self.secure(), self.auth_user.is_some()) {
-                (false, _, _) => "SMTP",
-                (true, false, false) => "ESMTP",
-                (true, true, false) => "ESMTPS",
-                (true, false, true) => "ESMTPA",
-                (true, true, true) => "ESMTPSA",
-            },
+            protocol: super::received::protocol(
+                self.esmtp,
+                self.secure(),
+                self.auth_user.is_some(),
+                self.txn.smtputf8,
+            ),
             tls: self.tls.as_deref(),
         };
         received(&info, now, &mut out.body);
@@ -694,7 +695,18 @@ impl<L: Lookups> Session<L> {
                 }
                 Action::NeedInput
             }
-            Command::Mail { addr, size, .. } => self.mail(addr, size, out),
+            Command::Mail {
+                addr,
+                size,
+                smtputf8,
+                ..
+            } => {
+                let action = self.mail(addr, size, out);
+                if self.txn.sender.is_some() {
+                    self.txn.smtputf8 = smtputf8;
+                }
+                action
+            }
             Command::Rcpt { addr } => self.rcpt(addr, out),
             Command::Data => self.data(out),
             Command::Rset => {
@@ -896,6 +908,7 @@ impl<L: Lookups> Session<L> {
         let mut keywords: Vec<&[u8]> = vec![
             b"PIPELINING",
             b"8BITMIME",
+            b"SMTPUTF8",
             b"ENHANCEDSTATUSCODES",
             size.as_bytes(),
         ];
@@ -965,6 +978,9 @@ impl<L: Lookups> Session<L> {
         }
         if addr.is_empty() {
             return self.reply(reply::EMPTY_RCPT, out);
+        }
+        if let Err(r) = command::check_rcpt_utf8(&addr, self.txn.smtputf8) {
+            return self.reply(r, out);
         }
         if self.txn.rcpts.len() >= self.cfg.max_rcpts {
             return self.reply(reply::TOO_MANY_RCPTS, out);
