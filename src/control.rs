@@ -234,6 +234,9 @@ pub fn load(env: &Env, invocation: &Invocation) -> Result<Settings, StartupError
     if let Some(n) = number("AUTH_FAILURE_DELAY") {
         config.auth_failure_delay_ms = n;
     }
+    if let Some(n) = number("SMTPD_MIN_DATA_RATE") {
+        config.min_data_rate = n;
+    }
     let auth_timeout = number("CHECKPASSWORD_TIMEOUT")
         .unwrap_or(DEFAULT_AUTH_TIMEOUT)
         .max(1);

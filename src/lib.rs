@@ -17,5 +17,6 @@ pub mod policy;
 pub mod queue;
 pub mod rcpt_checks;
 pub mod rcpt_control;
+pub mod slowclient;
 pub mod smtp;
 pub mod tcprules;

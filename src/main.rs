@@ -18,6 +18,7 @@ use qmail_smtpd::io::transport::Transport;
 use qmail_smtpd::log;
 use qmail_smtpd::policy::Link;
 use qmail_smtpd::queue::{self, Queue};
+use qmail_smtpd::slowclient::Pace;
 use qmail_smtpd::smtp::session::{Action, AuthResult, End, Output, Session, printable};
 use qmail_smtpd::{check, explain};
 
@@ -327,6 +328,9 @@ fn dialogue(
     let (mut pos, mut len) = (0usize, 0usize);
     let mut queue: Option<Queue> = None;
     session.greet(&mut conn.out);
+    // Slow clients: a whole command line, and DATA at a minimum rate.
+    let mut pace = Pace::new(queue_timeout, session.config().min_data_rate);
+    let mut last_read: Option<(Instant, usize)> = None;
 
     loop {
         let action = if pos < len {
@@ -338,14 +342,26 @@ fn dialogue(
             if conn.flush().is_err() {
                 return (abort(queue, 0), "write_error");
             }
+            let (at, n) = last_read.take().unwrap_or((Instant::now(), 0));
+            pace.after_read(at, n, session.pace_state());
+            let limit = pace.deadline();
+            conn.transport.set_read_deadline(limit.map(|(d, _)| d));
             match conn.transport.read(&mut buf) {
                 Ok(0) => session.eof(),
                 Ok(n) => {
                     (pos, len) = (0, n);
+                    last_read = Some((Instant::now(), n));
                     continue;
                 }
                 Err(IoError::Timeout) => {
-                    log::line("timeout reading from client");
+                    // poll() may wake a hair early.
+                    let near = Instant::now() + Duration::from_millis(10);
+                    match limit.filter(|(d, _)| near >= *d) {
+                        Some((_, why)) => {
+                            log::line(&format!("client too slow: {}", why.describe()));
+                        }
+                        None => log::line("timeout reading from client"),
+                    }
                     session.timeout(&mut conn.out)
                 }
                 Err(IoError::Io(e)) => {

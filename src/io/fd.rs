@@ -89,7 +89,7 @@ impl FdTransport {
             if left.is_zero() {
                 return Err(IoError::Timeout);
             }
-            let ms = u32::try_from(left.as_millis().max(1)).unwrap_or(u32::MAX);
+            let ms = u32::try_from(left.as_micros().div_ceil(1000).max(1)).unwrap_or(u32::MAX);
             let mut fds = [PollFd::new(fd, events)];
             match poll(
                 &mut fds,

@@ -129,6 +129,9 @@ pub struct Config {
     pub transcript: bool,
     /// The combined patches' recipient checks (validrcptto…).
     pub rcpt_checks: RcptChecks,
+    /// `SMTPD_MIN_DATA_RATE`: bytes/s DATA must keep after the first
+    /// `timeoutsmtpd` (0: off). Enforced by the edge (src/slowclient.rs).
+    pub min_data_rate: u64,
 }
 
 impl Config {
@@ -158,6 +161,7 @@ impl Config {
             auth_env: Vec::new(),
             transcript: false,
             rcpt_checks: RcptChecks::default(),
+            min_data_rate: crate::slowclient::DEFAULT_MIN_DATA_RATE,
         }
     }
 }
@@ -501,6 +505,17 @@ impl<L: Lookups> Session<L> {
 
     fn offers_starttls(&self) -> bool {
         self.cfg.tls.starttls && self.tls.is_none() && self.lookups.tls_available()
+    }
+
+    /// Where the session is, for the slow-client deadlines.
+    pub fn pace_state(&self) -> crate::slowclient::State {
+        use crate::slowclient::State;
+        match self.phase {
+            Phase::Data(_) => State::Data,
+            Phase::Command if self.overlong => State::PartialLine(usize::MAX),
+            Phase::Command if !self.partial.is_empty() => State::PartialLine(self.partial.len()),
+            _ => State::Idle,
+        }
     }
 
     /// The client closed the connection.
