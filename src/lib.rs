@@ -17,6 +17,8 @@ pub mod policy;
 pub mod queue;
 pub mod rcpt_checks;
 pub mod rcpt_control;
+pub mod rcptcheck;
+pub mod rcptcheck_run;
 pub mod slowclient;
 pub mod smtp;
 pub mod tcprules;

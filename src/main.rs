@@ -464,6 +464,25 @@ fn dialogue(
                     return (close(conn, queue), "closed");
                 }
             }
+            Action::RcptCheck => {
+                let checks = &session.config().rcpt_checks;
+                let outcome = match &checks.rcptcheck {
+                    Some(program) => qmail_smtpd::rcptcheck_run::run(
+                        program,
+                        &session.rcptcheck_env(),
+                        Duration::from_secs(checks.rcptcheck_timeout),
+                    ),
+                    None => qmail_smtpd::rcptcheck::Outcome {
+                        exit: qmail_smtpd::rcptcheck::Exit::NotRun,
+                        fd4: Vec::new(),
+                    },
+                };
+                let next = session.rcpt_checked(&outcome, &mut conn.out);
+                side_effects(&mut conn.out);
+                if next == Action::Close {
+                    return (close(conn, queue), "closed");
+                }
+            }
             Action::Close => return (close(conn, queue), "closed"),
         }
     }

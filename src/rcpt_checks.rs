@@ -51,6 +51,13 @@ pub struct RcptChecks {
     /// `MAXRCPT` / `control/maxrcpt`: recipients per message (replaces
     /// the built-in 1000).
     pub maxrcpt: Option<usize>,
+    /// `RCPTCHECK`: the program asked about each recipient.
+    pub rcptcheck: Option<Vec<u8>>,
+    /// `RCPTCHECKRELAYCLIENT` non-zero: ask it for relay and
+    /// authenticated clients too.
+    pub rcptcheck_relay: bool,
+    /// `RCPTCHECK_TIMEOUT`, seconds.
+    pub rcptcheck_timeout: u64,
 }
 
 /// Lines of extended regular expressions, matched case-insensitively and

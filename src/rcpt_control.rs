@@ -125,6 +125,21 @@ pub fn load(
         }
     }
     checks.logregex = env.get("LOGREGEX").is_some();
+    // Relative to the qmail home, where qmail-smtpd runs in the patches.
+    checks.rcptcheck = env.get("RCPTCHECK").filter(|v| !v.is_empty()).map(|v| {
+        use std::os::unix::ffi::OsStrExt;
+        env_path(qmailhome, v).as_os_str().as_bytes().to_vec()
+    });
+    checks.rcptcheck_relay =
+        scan_ulong(env.get("RCPTCHECKRELAYCLIENT").unwrap_or_default()).is_some_and(|n| n > 0);
+    checks.rcptcheck_timeout = match env.get("RCPTCHECK_TIMEOUT") {
+        Some(v) => scan_ulong(v).unwrap_or_else(|| {
+            warnings.push("RCPTCHECK_TIMEOUT is not a number: ignored".into());
+            crate::rcptcheck::DEFAULT_TIMEOUT
+        }),
+        None => crate::rcptcheck::DEFAULT_TIMEOUT,
+    }
+    .max(1);
     let list = |name: &str| -> Result<NameSet, ControlError> {
         Ok(NameSet::new(
             read_lines(&dir.join(name))?.unwrap_or_default(),

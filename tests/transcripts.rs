@@ -192,6 +192,13 @@ fn run_with(cfg: Config, fake: Fake, chunks: &[&[u8]], queue_exit: i32) -> Trans
                     t.records.push(record);
                     s.auth_checked(&c.user, c.mechanism, verdict, &mut out);
                 }
+                Action::RcptCheck => {
+                    let ok = qmail_smtpd::rcptcheck::Outcome {
+                        exit: qmail_smtpd::rcptcheck::Exit::Exited(0),
+                        fd4: Vec::new(),
+                    };
+                    s.rcpt_checked(&ok, &mut out);
+                }
                 Action::Close => {
                     t.closed = true;
                     if open {

@@ -456,6 +456,7 @@ fuzz_target!(|input: &[u8]| {
                     }
                     assert_eq!(a, Action::NeedInput);
                 }
+                Action::RcptCheck => panic!("RcptCheck asked with no RCPTCHECK configured"),
                 Action::Close => {
                     let mut left = buf.to_vec();
                     left.extend_from_slice(rest);

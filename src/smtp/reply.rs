@@ -260,6 +260,18 @@ pub const BAD_RCPT: Reply = Reply::new(
     "5.7.1",
     "sorry, your envelope recipient has been denied",
 );
+/// RCPTCHECK exit 100 without a reply of its own.
+pub const RCPTCHECK_NO_MAILBOX: Reply =
+    Reply::new(553, "5.1.1", "sorry, no mailbox here by that name");
+/// RCPTCHECK exit 111 without a reply of its own.
+pub const RCPTCHECK_TEMP: Reply = Reply::new(451, "4.3.0", "unable to verify recipient");
+/// RCPTCHECK exit 113 without a reply of its own: the session ends.
+pub const RCPTCHECK_OVERLIMIT: Reply =
+    Reply::new(421, "4.7.0", "you have exceeded your messaging limits");
+/// RCPTCHECK could not run, exited 120 or died of a signal.
+pub const RCPTCHECK_FAILED: Reply = Reply::new(451, "4.3.0", "unable to execute recipient check");
+/// RCPTCHECK did not finish within `RCPTCHECK_TIMEOUT`.
+pub const RCPTCHECK_TIMEOUT: Reply = Reply::new(451, "4.4.3", "recipient check timed out");
 /// `VALIDRCPTTO_LIMIT` / `BRTLIMIT` reached: the session ends.
 pub const TOO_MANY_INVALID_RCPTS: Reply =
     Reply::new(421, "4.7.0", "too many invalid addresses, goodbye");

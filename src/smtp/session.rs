@@ -199,6 +199,9 @@ pub enum Action {
     /// Run checkpassword on [`Session::take_credentials`], then call
     /// [`Session::auth_checked`].
     CheckPassword,
+    /// Run the RCPTCHECK program with [`Session::rcptcheck_env`], then
+    /// call [`Session::rcpt_checked`].
+    RcptCheck,
     /// Flush replies and end the connection (abort qmail-queue if open).
     Close,
 }
@@ -214,6 +217,8 @@ pub enum End {
     BareLineEnding,
     ControlUnreadable,
     TooManyInvalidRcpts,
+    /// RCPTCHECK answered with a 421 (exit 113: over a limit).
+    RcptCheck,
 }
 
 impl End {
@@ -227,6 +232,7 @@ impl End {
             End::BareLineEnding => "bare_line_ending",
             End::ControlUnreadable => "control_unreadable",
             End::TooManyInvalidRcpts => "too_many_invalid_rcpts",
+            End::RcptCheck => "rcptcheck",
         }
     }
 }
@@ -351,6 +357,9 @@ pub struct Session<L> {
     rcpt_counters: RcptCounters,
     /// What `badhelo`/`badhelonorelay` said of the last HELO/EHLO name.
     helo_flags: HeloFlags,
+    /// A recipient waiting for RCPTCHECK: the address, and whether it
+    /// passed rcpthosts (`RCPTHOSTS=1`).
+    rcptcheck_pending: Option<(Vec<u8>, bool)>,
 }
 
 impl<L: Lookups> Session<L> {
@@ -378,6 +387,7 @@ impl<L: Lookups> Session<L> {
             credentials: None,
             rcpt_counters: RcptCounters::default(),
             helo_flags: HeloFlags::default(),
+            rcptcheck_pending: None,
         }
     }
 
@@ -1012,6 +1022,7 @@ impl<L: Lookups> Session<L> {
             return self.verdict(v, out);
         }
         self.rewrite_local_literal(&mut addr);
+        let mut in_rcpthosts = false;
         if let Some(rc) = &self.cfg.relayclient {
             addr.extend_from_slice(rc);
         } else if self.auth_user.is_some() {
@@ -1031,6 +1042,12 @@ impl<L: Lookups> Session<L> {
             if let Some(action) = self.validrcptto(&addr, out) {
                 return action;
             }
+            in_rcpthosts = true;
+        }
+        let rc = &self.cfg.rcpt_checks;
+        if rc.rcptcheck.is_some() && (!may_relay || rc.rcptcheck_relay) {
+            self.rcptcheck_pending = Some((addr, in_rcpthosts));
+            return Action::RcptCheck;
         }
         self.txn.rcpts.push(addr);
         self.reply(reply::RCPT_OK, out)
@@ -1062,6 +1079,59 @@ impl<L: Lookups> Session<L> {
             Err(LookupError) => {
                 reply::CONTROL_UNREADABLE.render(&mut out.replies);
                 Some(self.close(End::ControlUnreadable))
+            }
+        }
+    }
+
+    /// The environment RCPTCHECK gets for the recipient waiting on it
+    /// (added to ours): `SENDER`, `RECIPIENT`, `HELO`, `USE_FD4=1`, and
+    /// `RCPTHOSTS=1` when it passed rcpthosts.
+    pub fn rcptcheck_env(&self) -> Vec<(String, Vec<u8>)> {
+        let Some((addr, in_rcpthosts)) = &self.rcptcheck_pending else {
+            return Vec::new();
+        };
+        let mut env = vec![
+            (
+                "SENDER".to_string(),
+                self.txn.sender.clone().unwrap_or_default(),
+            ),
+            ("RECIPIENT".to_string(), addr.clone()),
+            ("HELO".to_string(), self.helo.clone().unwrap_or_default()),
+            ("USE_FD4".to_string(), b"1".to_vec()),
+        ];
+        if *in_rcpthosts {
+            env.push(("RCPTHOSTS".to_string(), b"1".to_vec()));
+        }
+        env
+    }
+
+    /// RCPTCHECK's verdict on the recipient waiting for it.
+    pub fn rcpt_checked(
+        &mut self,
+        outcome: &crate::rcptcheck::Outcome,
+        out: &mut Output,
+    ) -> Action {
+        let Some((addr, _)) = self.rcptcheck_pending.take() else {
+            return Action::NeedInput;
+        };
+        let d = crate::rcptcheck::decide(outcome);
+        out.log.push(format!(
+            "RCPTCHECK: rcpt=\"{}\" {}",
+            printable(&addr),
+            d.why
+        ));
+        match d.reply {
+            None => {
+                self.txn.rcpts.push(addr);
+                self.reply(reply::RCPT_OK, out)
+            }
+            Some(r) => {
+                out.replies.extend_from_slice(&r);
+                if d.close {
+                    self.close(End::RcptCheck)
+                } else {
+                    Action::NeedInput
+                }
             }
         }
     }
