@@ -160,7 +160,7 @@ pub fn check(env: &Env, invocation: &Invocation, opts: &Options, now: i64) -> Ve
     let control = control::qmailhome(env).join("control");
     if let Some(s) = &settings {
         for w in &s.warnings {
-            let level = if w.contains("rcpthosts is missing") {
+            let level = if w.contains("rcpthosts is missing") || w.contains("does not compile") {
                 Level::Error
             } else {
                 Level::Warning
@@ -292,6 +292,11 @@ pub fn check(env: &Env, invocation: &Invocation, opts: &Options, now: i64) -> Ve
             }
         }
     }
+    f.extend(crate::check_rcpt::findings(
+        env,
+        settings.as_ref(),
+        account.as_ref(),
+    ));
     f
 }
 

@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod check;
+pub mod check_rcpt;
 pub mod checkpassword;
 pub mod child;
 pub mod control;

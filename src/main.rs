@@ -143,7 +143,7 @@ fn explain_main(args: &[OsString]) -> i32 {
         Err(e) => {
             eprintln!("qmail-smtpd --explain: {e}");
             eprintln!(
-                "usage: qmail-smtpd --explain [--rules FILE.cdb --ip A.B.C.D [--host NAME]] [--format=json] [hostname] [checkpassword subprogram ...]"
+                "usage: qmail-smtpd --explain [--rules FILE.cdb --ip A.B.C.D [--host NAME]] [--rcpt ADDR [--helo NAME] [--from ADDR]] [--format=json] [hostname] [checkpassword subprogram ...]"
             );
             return 2;
         }
