@@ -8,7 +8,7 @@
 //! from its [`Lookups`](crate::smtp::session::Lookups), so every rule is
 //! table-tested below.
 
-use regex::bytes::{Regex, RegexBuilder};
+use regex_lite::{Regex, RegexBuilder};
 
 use crate::smtp::reply::{self, Reply};
 use crate::smtp::session::{LookupError, NameSet};
@@ -86,7 +86,6 @@ impl RegexList {
             };
             match RegexBuilder::new(pattern)
                 .case_insensitive(true)
-                .unicode(false)
                 .size_limit(REGEX_SIZE_LIMIT)
                 .build()
             {
@@ -100,11 +99,13 @@ impl RegexList {
         (list, errors)
     }
 
-    /// The first line that matches `s`.
+    /// The first line that matches `s` (bytes that are not UTF-8 count
+    /// as U+FFFD).
     pub fn matches(&self, s: &[u8]) -> Option<&str> {
+        let s = String::from_utf8_lossy(s);
         self.entries
             .iter()
-            .find(|(negate, re, _)| re.is_match(s) != *negate)
+            .find(|(negate, re, _)| re.is_match(&s) != *negate)
             .map(|(_, _, text)| text.as_str())
     }
 
