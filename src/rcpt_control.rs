@@ -55,6 +55,32 @@ pub fn paths(env: &Env, qmailhome: &Path) -> (Option<PathBuf>, PathBuf, PathBuf)
     )
 }
 
+/// `control/<name>` paths made in one buffer: every connection looks for
+/// each of these files, and most are missing, so a path is not worth an
+/// allocation of its own.
+struct ControlDir(PathBuf);
+
+impl ControlDir {
+    fn new(qmailhome: &Path) -> ControlDir {
+        let mut p = PathBuf::with_capacity(qmailhome.as_os_str().len() + 32);
+        p.push(qmailhome);
+        p.push("control");
+        ControlDir(p)
+    }
+
+    fn with<T>(&mut self, name: &str, f: impl FnOnce(&Path) -> T) -> T {
+        use std::os::unix::ffi::OsStringExt;
+        let base = self.0.as_os_str().len();
+        self.0.push(name);
+        let r = f(&self.0);
+        // Cheaper than pop(), which parses the components.
+        let mut bytes = std::mem::take(&mut self.0).into_os_string().into_vec();
+        bytes.truncate(base);
+        self.0 = PathBuf::from(std::ffi::OsString::from_vec(bytes));
+        r
+    }
+}
+
 /// Read the settings. jms1's cdb must open once named (else `421`, as in
 /// jms1); sagredo's files are off when missing.
 pub fn load(
@@ -62,7 +88,9 @@ pub fn load(
     qmailhome: &Path,
     warnings: &mut Vec<String>,
 ) -> Result<(RcptChecks, RcptCdbs), ControlError> {
-    let (jms1_path, list_path, more_path) = paths(env, qmailhome);
+    let set = |name| env.get(name).filter(|v| !v.is_empty());
+    let jms1_path = set("VALIDRCPTTO_CDB").map(|v| env_path(qmailhome, v));
+    let mut dir = ControlDir::new(qmailhome);
     let mut checks = RcptChecks::default();
     let mut cdbs = RcptCdbs::default();
     if let Some(p) = jms1_path {
@@ -87,41 +115,51 @@ pub fn load(
     let brtlimit = number("BRTLIMIT");
     let maxrcpt = number("MAXRCPT");
     let relayrej = env.get("RELAYREJ").map(|v| scan_ulong(v).unwrap_or(0) > 0);
-    checks.sagredo_list = read_lines(&list_path)?.map(NameSet::new);
-    cdbs.more = open_cdb(&more_path)?;
+    let list = match set("VALIDRCPTTO") {
+        Some(v) => read_lines(&env_path(qmailhome, v))?,
+        None => dir.with("validrcptto", read_lines)?,
+    };
+    checks.sagredo_list = list.map(NameSet::new);
+    cdbs.more = match set("MOREVALIDRCPTTO_CDB") {
+        Some(v) => open_cdb(&env_path(qmailhome, v))?,
+        None => dir.with("morevalidrcptto.cdb", open_cdb)?,
+    };
     checks.sagredo_cdb = cdbs.more.is_some();
 
-    let dir = qmailhome.join("control");
     let brtlimit = match brtlimit {
         Some(n) => Some(n),
-        None => read_int(&dir.join("brtlimit"), warnings)?,
+        None => dir.with("brtlimit", |p| read_int(p, warnings))?,
     };
     checks.brtlimit = brtlimit.map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX));
     let maxrcpt = match maxrcpt {
         Some(n) => Some(n),
         None if env.get("DISABLE_MAXRCPT").is_some() => None,
-        None => read_int(&dir.join("maxrcpt"), warnings)?,
+        None => dir.with("maxrcpt", |p| read_int(p, warnings))?,
     };
     checks.maxrcpt = maxrcpt
         .filter(|&n| n > 0)
         .map(|n| usize::try_from(n).unwrap_or(usize::MAX));
     checks.relayrej = match relayrej {
         Some(on) => on,
-        None => read_int(&dir.join("rejectrelaytest"), warnings)?.is_some_and(|n| n > 0),
+        None => dir
+            .with("rejectrelaytest", |p| read_int(p, warnings))?
+            .is_some_and(|n| n > 0),
     };
     if env.get("NOBADHELO").is_none() {
         for (name, slot) in [
             ("badhelo", &mut checks.badhelo),
             ("badhelonorelay", &mut checks.badhelo_norelay),
         ] {
-            let path = dir.join(name);
-            if let Some(lines) = read_lines(&path)? {
-                let (list, errors) = RegexList::compile(&lines);
-                for e in errors {
-                    warnings.push(format!("{}: {e}: line ignored", path.display()));
+            dir.with(name, |path| -> Result<(), ControlError> {
+                if let Some(lines) = read_lines(path)? {
+                    let (list, errors) = RegexList::compile(&lines);
+                    for e in errors {
+                        warnings.push(format!("{}: {e}: line ignored", path.display()));
+                    }
+                    *slot = Some(list);
                 }
-                *slot = Some(list);
-            }
+                Ok(())
+            })?;
         }
     }
     checks.logregex = env.get("LOGREGEX").is_some();
@@ -140,9 +178,9 @@ pub fn load(
         None => crate::rcptcheck::DEFAULT_TIMEOUT,
     }
     .max(1);
-    let list = |name: &str| -> Result<NameSet, ControlError> {
+    let mut list = |name: &str| -> Result<NameSet, ControlError> {
         Ok(NameSet::new(
-            read_lines(&dir.join(name))?.unwrap_or_default(),
+            dir.with(name, read_lines)?.unwrap_or_default(),
         ))
     };
     checks.badrcptto = list("badrcptto")?;
