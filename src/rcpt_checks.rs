@@ -170,6 +170,7 @@ pub fn before_relay(
             reply: Some(r),
             close: false,
             why,
+            found: false,
         })
     };
     if cfg.brtlimit > 0 && counters.bad >= cfg.brtlimit {
@@ -177,6 +178,7 @@ pub fn before_relay(
             reply: Some(reply::TOO_MANY_INVALID_RCPTS),
             close: true,
             why: format!("BRTLIMIT {} reached", cfg.brtlimit),
+            found: false,
         });
     }
     if cfg.relayrej && relay_attempt(addr) {
@@ -256,6 +258,8 @@ pub struct Verdict {
     pub close: bool,
     /// Which rule decided, for the log and `--explain`.
     pub why: String,
+    /// A validrcptto list accepted the recipient (sagredo's `RCPTFOUND`).
+    pub found: bool,
 }
 
 /// jms1's look-up keys for a lower-cased address, in order: the address,
@@ -342,6 +346,7 @@ pub fn check_validrcptto(
     let pass = |why: String| Verdict {
         reply: None,
         close: false,
+        found: why.starts_with("accepted"),
         why,
     };
     if !cfg.validrcptto() {
@@ -423,12 +428,14 @@ pub fn check_validrcptto(
             reply: Some(reply::TOO_MANY_INVALID_RCPTS),
             close: true,
             why: format!("{why}; VALIDRCPTTO_LIMIT {} reached", cfg.jms1_limit),
+            found: false,
         });
     }
     Ok(Verdict {
         reply: Some(reply::NOT_IN_VALIDRCPTTO),
         close: false,
         why,
+        found: false,
     })
 }
 

@@ -10,7 +10,7 @@ use common::{Client, Server, Setup};
 
 const SCRIPT: &str = r#"#!/bin/sh
 D="$FAKEQ_DIR"
-env | grep -E '^(SENDER|RECIPIENT|HELO|USE_FD4|RCPTHOSTS)=' | sort > "$D/env.$RECIPIENT"
+env | grep -E '^(SENDER|RECIPIENT|HELO|USE_FD4|RCPTHOSTS|RCPTFOUND)=' | sort > "$D/env.$RECIPIENT"
 head -c 100 > "$D/stdin.$RECIPIENT"
 echo "rcptcheck stdout line"
 case "$RECIPIENT" in
@@ -170,4 +170,39 @@ fn relay_clients_only_with_rcptcheckrelayclient() {
     assert!(rcpt(&mut c, "e100@elsewhere.test").starts_with("553 5.1.1 "));
     let env = std::fs::read_to_string(srv.path("queue/env.e100@elsewhere.test")).unwrap();
     assert!(!env.contains("RCPTHOSTS"), "{env}");
+}
+
+#[test]
+fn pipelined_recipients_are_checked_in_order() {
+    let srv = server("rcptcheck-pipelined", &[]);
+    let mut c = Client::connect(&srv);
+    c.reply();
+    // One write, as a PIPELINING client sends it (RFC 2920).
+    c.send(
+        b"EHLO client.test\r\nMAIL FROM:<a@sender.test>\r\nRCPT TO:<e100@example.org>\r\n\
+          RCPT TO:<ok@example.org>\r\nRCPT TO:<e111@example.org>\r\nDATA\r\n",
+    );
+    assert!(c.reply().starts_with("250-"));
+    assert!(c.reply().starts_with("250 2.1.0"));
+    assert!(c.reply().starts_with("553 5.1.1 "));
+    assert_eq!(c.reply(), "250 2.1.5 ok\r\n");
+    assert!(c.reply().starts_with("451 4.3.0 "));
+    assert!(c.reply().starts_with("354 "));
+    c.send(b"Subject: p\r\n\r\nhi\r\n.\r\nQUIT\r\n");
+    assert!(c.reply().starts_with("250 2.0.0 ok"));
+    assert_eq!(srv.queued()[0].1, b"Fa@sender.test\0Tok@example.org\0\0");
+}
+
+#[test]
+fn rcptfound_after_a_validrcptto_accept() {
+    let srv = server("rcptcheck-found", &[("VALIDRCPTTO", "control/vrt")]);
+    std::fs::write(srv.path("control/vrt"), "ok@example.org\n").unwrap();
+    let mut c = begin(&srv);
+    assert_eq!(rcpt(&mut c, "ok@example.org"), "250 2.1.5 ok\r\n");
+    assert_eq!(rcpt(&mut c, "other@example.org"), "250 2.1.5 ok\r\n");
+    let q = srv.path("queue");
+    let found = std::fs::read_to_string(q.join("env.ok@example.org")).unwrap();
+    assert!(found.contains("RCPTFOUND=1\n"), "{found}");
+    let other = std::fs::read_to_string(q.join("env.other@example.org")).unwrap();
+    assert!(!other.contains("RCPTFOUND"), "{other}");
 }

@@ -357,9 +357,9 @@ pub struct Session<L> {
     rcpt_counters: RcptCounters,
     /// What `badhelo`/`badhelonorelay` said of the last HELO/EHLO name.
     helo_flags: HeloFlags,
-    /// A recipient waiting for RCPTCHECK: the address, and whether it
-    /// passed rcpthosts (`RCPTHOSTS=1`).
-    rcptcheck_pending: Option<(Vec<u8>, bool)>,
+    /// A recipient waiting for RCPTCHECK: the address, whether it passed
+    /// rcpthosts (`RCPTHOSTS=1`) and a validrcptto list (`RCPTFOUND=1`).
+    rcptcheck_pending: Option<(Vec<u8>, bool, bool)>,
 }
 
 impl<L: Lookups> Session<L> {
@@ -1022,7 +1022,7 @@ impl<L: Lookups> Session<L> {
             return self.verdict(v, out);
         }
         self.rewrite_local_literal(&mut addr);
-        let mut in_rcpthosts = false;
+        let (mut in_rcpthosts, mut found) = (false, false);
         if let Some(rc) = &self.cfg.relayclient {
             addr.extend_from_slice(rc);
         } else if self.auth_user.is_some() {
@@ -1039,24 +1039,26 @@ impl<L: Lookups> Session<L> {
                     return self.close(End::ControlUnreadable);
                 }
             }
-            if let Some(action) = self.validrcptto(&addr, out) {
-                return action;
+            match self.validrcptto(&addr, out) {
+                Ok(f) => found = f,
+                Err(action) => return action,
             }
             in_rcpthosts = true;
         }
         let rc = &self.cfg.rcpt_checks;
         if rc.rcptcheck.is_some() && (!may_relay || rc.rcptcheck_relay) {
-            self.rcptcheck_pending = Some((addr, in_rcpthosts));
+            self.rcptcheck_pending = Some((addr, in_rcpthosts, found));
             return Action::RcptCheck;
         }
         self.txn.rcpts.push(addr);
         self.reply(reply::RCPT_OK, out)
     }
 
-    /// The validrcptto lists (src/rcpt_checks.rs); `Some` ends the RCPT.
-    fn validrcptto(&mut self, addr: &[u8], out: &mut Output) -> Option<Action> {
+    /// The validrcptto lists (src/rcpt_checks.rs): `Ok(found in a list)`,
+    /// or `Err` with the action that ends the RCPT.
+    fn validrcptto(&mut self, addr: &[u8], out: &mut Output) -> Result<bool, Action> {
         if !self.cfg.rcpt_checks.validrcptto() {
-            return None;
+            return Ok(false);
         }
         let (cfg, lookups) = (&self.cfg.rcpt_checks, &self.lookups);
         let in_list = |k: &[u8]| {
@@ -1075,19 +1077,21 @@ impl<L: Lookups> Session<L> {
             &mut out.log,
         );
         match verdict {
-            Ok(v) => v.reply.is_some().then(|| self.verdict(v, out)),
+            Ok(v) if v.reply.is_none() => Ok(v.found),
+            Ok(v) => Err(self.verdict(v, out)),
             Err(LookupError) => {
                 reply::CONTROL_UNREADABLE.render(&mut out.replies);
-                Some(self.close(End::ControlUnreadable))
+                Err(self.close(End::ControlUnreadable))
             }
         }
     }
 
     /// The environment RCPTCHECK gets for the recipient waiting on it
     /// (added to ours): `SENDER`, `RECIPIENT`, `HELO`, `USE_FD4=1`, and
-    /// `RCPTHOSTS=1` when it passed rcpthosts.
+    /// `RCPTHOSTS=1` when it passed rcpthosts, `RCPTFOUND=1` when a
+    /// validrcptto list accepted it (sagredo).
     pub fn rcptcheck_env(&self) -> Vec<(String, Vec<u8>)> {
-        let Some((addr, in_rcpthosts)) = &self.rcptcheck_pending else {
+        let Some((addr, in_rcpthosts, found)) = &self.rcptcheck_pending else {
             return Vec::new();
         };
         let mut env = vec![
@@ -1102,6 +1106,9 @@ impl<L: Lookups> Session<L> {
         if *in_rcpthosts {
             env.push(("RCPTHOSTS".to_string(), b"1".to_vec()));
         }
+        if *found {
+            env.push(("RCPTFOUND".to_string(), b"1".to_vec()));
+        }
         env
     }
 
@@ -1111,7 +1118,7 @@ impl<L: Lookups> Session<L> {
         outcome: &crate::rcptcheck::Outcome,
         out: &mut Output,
     ) -> Action {
-        let Some((addr, _)) = self.rcptcheck_pending.take() else {
+        let Some((addr, _, _)) = self.rcptcheck_pending.take() else {
             return Action::NeedInput;
         };
         let d = crate::rcptcheck::decide(outcome);
