@@ -17,6 +17,25 @@ use base64::engine::general_purpose::STANDARD;
 /// checkpassword reads at most this many bytes from fd 3.
 pub const MAX_RECORD: usize = 512;
 
+/// Longest user name a log line shows.
+pub const MAX_LOGGED_USER: usize = 64;
+
+/// `user="name"` for a log line, or `user=<invalid>` when the name is
+/// empty, longer than [`MAX_LOGGED_USER`] bytes, or holds anything but
+/// printable ASCII (a NUL, a control character…): a password typed into
+/// the user field, or a forged `alice\0password` record, never reaches the
+/// log.
+pub fn log_user(user: &[u8]) -> String {
+    let well_formed = !user.is_empty()
+        && user.len() <= MAX_LOGGED_USER
+        && user.iter().all(|&b| (0x20..0x7f).contains(&b));
+    if well_formed {
+        format!("user=\"{}\"", crate::smtp::session::printable(user))
+    } else {
+        "user=<invalid>".into()
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mechanism {
     Plain,
@@ -267,6 +286,26 @@ pub fn encode(data: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn log_user_names_only_well_formed_users() {
+        assert_eq!(log_user(b"alice"), "user=\"alice\"");
+        assert_eq!(log_user(b"alice@example.org"), "user=\"alice@example.org\"");
+        assert_eq!(
+            log_user(&[b'a'; 64]),
+            format!("user=\"{}\"", "a".repeat(64))
+        );
+        for bad in [
+            &b"alice\0wonderland"[..],
+            b"alice\x01",
+            b"tab\tuser",
+            b"caf\xc3\xa9",
+            b"",
+            &[b'a'; 65],
+        ] {
+            assert_eq!(log_user(bad), "user=<invalid>", "{bad:?}");
+        }
+    }
+
     use super::*;
 
     fn b64(s: &[u8]) -> Vec<u8> {

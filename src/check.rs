@@ -167,7 +167,7 @@ pub fn check(env: &Env, invocation: &Invocation, opts: &Options, now: i64) -> Ve
     let control = control::qmailhome(env).join("control");
     if let Some(s) = &settings {
         for w in &s.warnings {
-            let level = if w.contains("rcpthosts is missing") {
+            let level = if w.contains("rcpthosts is missing") || w.contains("does not compile") {
                 Level::Error
             } else {
                 Level::Warning
@@ -301,6 +301,11 @@ pub fn check(env: &Env, invocation: &Invocation, opts: &Options, now: i64) -> Ve
         }
     }
     check_plugins(env, account.as_ref(), &mut say);
+    f.extend(crate::check_rcpt::findings(
+        env,
+        settings.as_ref(),
+        account.as_ref(),
+    ));
     f
 }
 

@@ -37,7 +37,7 @@ impl fmt::Display for ControlError {
 }
 
 impl ControlError {
-    fn io(path: &Path, e: &io::Error) -> ControlError {
+    pub(crate) fn io(path: &Path, e: &io::Error) -> ControlError {
         ControlError {
             path: path.to_path_buf(),
             reason: e.to_string(),
@@ -254,6 +254,9 @@ pub fn load(env: &Env, invocation: &Invocation) -> Result<Settings, StartupError
     if let Some(n) = number("AUTH_FAILURE_DELAY") {
         config.auth_failure_delay_ms = n;
     }
+    if let Some(n) = number("SMTPD_MIN_DATA_RATE") {
+        config.min_data_rate = n;
+    }
     let auth_timeout = number("CHECKPASSWORD_TIMEOUT")
         .unwrap_or(DEFAULT_AUTH_TIMEOUT)
         .max(1);
@@ -287,6 +290,12 @@ pub fn load(env: &Env, invocation: &Invocation) -> Result<Settings, StartupError
         .map(|c| String::from_utf8_lossy(&c).into_owned()),
     };
 
+    let (rcpt_checks, rcpt_cdbs) = crate::rcpt_control::load(env, &qmailhome, &mut warnings)?;
+    if let Some(n) = rcpt_checks.maxrcpt {
+        config.max_rcpts = n;
+    }
+    config.rcpt_checks = rcpt_checks;
+
     let queue_program = match env.get("QMAILQUEUE").filter(|v| !v.is_empty()) {
         Some(q) => PathBuf::from(std::ffi::OsStr::from_bytes(q)),
         None => qmailhome.join("bin/qmail-queue"),
@@ -305,6 +314,7 @@ pub fn load(env: &Env, invocation: &Invocation) -> Result<Settings, StartupError
             tls_files: OnceLock::new(),
             cram_host,
             challenges: std::cell::Cell::new(0),
+            rcpt_cdbs,
         },
         backend,
         auth_timeout: Duration::from_secs(auth_timeout),
@@ -375,7 +385,10 @@ pub fn read_lines(path: &Path) -> Result<Option<Vec<Vec<u8>>>, ControlError> {
 
 /// qmail's `control_readint`: the leading digits of the first line; a line
 /// without any is ignored (with a warning, where qmail was silent).
-fn read_int(path: &Path, warnings: &mut Vec<String>) -> Result<Option<u64>, ControlError> {
+pub(crate) fn read_int(
+    path: &Path,
+    warnings: &mut Vec<String>,
+) -> Result<Option<u64>, ControlError> {
     let Some(line) = read_line(path)? else {
         return Ok(None);
     };
@@ -388,7 +401,7 @@ fn read_int(path: &Path, warnings: &mut Vec<String>) -> Result<Option<u64>, Cont
     }
 }
 
-fn open_cdb(path: &Path) -> Result<Option<cdb::CDB>, ControlError> {
+pub(crate) fn open_cdb(path: &Path) -> Result<Option<cdb::CDB>, ControlError> {
     match cdb::CDB::open(path) {
         Ok(c) => Ok(Some(c)),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
@@ -422,6 +435,8 @@ pub struct ControlLookups {
     cram_host: Vec<u8>,
     /// Challenges made so far (part of each, so none repeats).
     challenges: std::cell::Cell<u32>,
+    /// The recipient checks' cdb files.
+    rcpt_cdbs: crate::rcpt_control::RcptCdbs,
 }
 
 impl ControlLookups {
@@ -457,6 +472,14 @@ impl Lookups for ControlLookups {
                 Some(Err(_)) => Err(LookupError),
             },
         }
+    }
+
+    fn validrcptto(&self, key: &[u8]) -> Result<Option<Vec<u8>>, LookupError> {
+        self.rcpt_cdbs.validrcptto(key)
+    }
+
+    fn more_validrcptto(&self, key: &[u8]) -> Result<bool, LookupError> {
+        self.rcpt_cdbs.more_validrcptto(key)
     }
 
     fn is_local_ip(&self, ip: [u8; 4]) -> bool {

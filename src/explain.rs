@@ -25,6 +25,11 @@ pub struct Options {
     /// address, which sends a PROXY header.
     pub via: Option<String>,
     pub json: bool,
+    /// `--rcpt ADDR`: which check decides this recipient.
+    pub rcpt: Option<String>,
+    /// `--helo NAME` and `--from ADDR` for the `--rcpt` dialogue.
+    pub helo: Option<String>,
+    pub from: Option<String>,
 }
 
 /// One answered question: a topic, the answer, and what decided it.
@@ -226,7 +231,7 @@ pub fn explain(mut env: Env, invocation: &Invocation, opts: &Options) -> Report 
         report.client = Some(ip.clone());
     }
 
-    let settings = match control::load(&env, invocation) {
+    let mut settings = match control::load(&env, invocation) {
         Ok(s) => s,
         Err(e) => {
             let mut decided = set_switches(&env, &tls_names);
@@ -250,6 +255,9 @@ pub fn explain(mut env: Env, invocation: &Invocation, opts: &Options) -> Report 
     };
     let relayclient = settings.config.relayclient.clone();
     let rcpthosts = settings.config.rcpthosts.clone();
+    let rcptcheck = settings.config.rcpt_checks.rcptcheck.clone();
+    // --rcpt: the validrcptto look-ups say which key decided.
+    settings.config.rcpt_checks.log = 2;
     let mut session = Session::new(settings.config, settings.lookups);
     // The certificate matters only where this program does TLS.
     let tls_ok = (link == Link::ImplicitTls || (link == Link::Plain && policy.tls.starttls))
@@ -388,6 +396,10 @@ pub fn explain(mut env: Env, invocation: &Invocation, opts: &Options) -> Report 
     relay_decided.push("control/rcpthosts [qmail]".into());
     report.line("relaying", relay, relay_decided);
     explain_checks(&env, &mut report);
+    if let Some(rcpt) = &opts.rcpt {
+        let (answer, decided) = explain_rcpt(&mut session, opts, rcpt, rcptcheck.as_deref());
+        report.line("RCPT", answer, decided);
+    }
     report
 }
 
@@ -551,6 +563,81 @@ fn explain_checks(env: &Env, report: &mut Report) {
     report.line("policy service", answer, decided);
 }
 
+/// Run `EHLO`, `MAIL`, `RCPT` through the real session and say which check
+/// gave the answer (each check's reply text is its own).
+fn explain_rcpt<L: Lookups>(
+    session: &mut Session<L>,
+    opts: &Options,
+    rcpt: &str,
+    rcptcheck: Option<&[u8]>,
+) -> (String, Vec<String>) {
+    use crate::smtp::reply as r;
+    let helo = opts.helo.as_deref().unwrap_or("explain.invalid");
+    let from = opts.from.as_deref().unwrap_or("explain@explain.invalid");
+    let mut out = Output::default();
+    let input = format!("EHLO {helo}\r\nMAIL FROM:<{from}>\r\nRCPT TO:<{rcpt}>\r\n");
+    let (_, action) = session.feed(input.as_bytes(), &mut out);
+    let replies = String::from_utf8_lossy(&out.replies).into_owned();
+    let last = replies.lines().last().unwrap_or_default().to_string();
+    let mut decided: Vec<String> = out.log.clone();
+    if action == crate::smtp::session::Action::RcptCheck {
+        decided.push(format!(
+            "RCPTCHECK {} [jms1, sagredo]",
+            String::from_utf8_lossy(rcptcheck.unwrap_or_default())
+        ));
+        return (
+            "every other check accepts it; the RCPTCHECK program decides (not run by --explain)"
+                .into(),
+            decided,
+        );
+    }
+    let checks: &[(crate::smtp::reply::Reply, &str)] = &[
+        (r::RCPT_OK, "accepted by every check"),
+        (
+            r::BADMAILFROM,
+            "control/badmailfrom or badmailfromnorelay (the sender)",
+        ),
+        (
+            r::TOO_MANY_RCPTS,
+            "MAXRCPT / control/maxrcpt (or the built-in 1000)",
+        ),
+        (r::TOO_MANY_INVALID_RCPTS, "BRTLIMIT / VALIDRCPTTO_LIMIT"),
+        (r::RELAYREJ, "RELAYREJ / control/rejectrelaytest"),
+        (
+            r::BAD_HELO,
+            "control/badhelo or badhelonorelay (the HELO name)",
+        ),
+        (r::BAD_RCPT, "control/badrcptto or badrcpttonorelay"),
+        (r::NO_RCPTHOSTS, "control/rcpthosts is missing"),
+        (
+            r::NOT_IN_RCPTHOSTS,
+            "control/rcpthosts and morercpthosts.cdb",
+        ),
+        (
+            r::SENDER_ROUTING,
+            "sender-specified routing in the local part",
+        ),
+        (
+            r::NOT_IN_VALIDRCPTTO,
+            "VALIDRCPTTO_CDB or control/validrcptto / morevalidrcptto.cdb",
+        ),
+        (
+            r::NON_ASCII_WITHOUT_SMTPUTF8,
+            "SMTPUTF8 (a non-ASCII address)",
+        ),
+    ];
+    let by = checks
+        .iter()
+        .find(|(reply, _)| {
+            let mut v = Vec::new();
+            reply.render(&mut v);
+            String::from_utf8_lossy(&v).trim_end() == last
+        })
+        .map_or("the command (see the reply)", |(_, name)| name);
+    decided.insert(0, format!("decided by: {by}"));
+    (format!("{last} (EHLO {helo}, MAIL FROM:<{from}>)"), decided)
+}
+
 fn describe_rule(rule: Option<&Rule>) -> String {
     match rule {
         None => "no rule matches: tcpserver allows, sets nothing".into(),
@@ -590,6 +677,9 @@ pub fn parse_args(args: &[OsString]) -> Result<(Options, Vec<OsString>), String>
             "--ip" => opts.ip = Some(value("--ip")?),
             "--host" => opts.host = Some(value("--host")?),
             "--via" => opts.via = Some(value("--via")?),
+            "--rcpt" => opts.rcpt = Some(value("--rcpt")?),
+            "--helo" => opts.helo = Some(value("--helo")?),
+            "--from" => opts.from = Some(value("--from")?),
             "--format=json" => opts.json = true,
             "--format=text" => opts.json = false,
             "--" => {

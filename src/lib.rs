@@ -6,10 +6,12 @@
 
 pub mod auth;
 pub mod check;
+pub mod check_rcpt;
 pub mod checkpassword;
 pub mod child;
 pub mod control;
 pub mod explain;
+pub mod greetdelay;
 pub mod io;
 pub mod log;
 pub mod plugins;
@@ -18,6 +20,11 @@ pub mod policy_client;
 pub mod policy_delegation;
 pub mod proxy;
 pub mod queue;
+pub mod rcpt_checks;
+pub mod rcpt_control;
+pub mod rcptcheck;
+pub mod rcptcheck_run;
+pub mod slowclient;
 pub mod smtp;
 pub mod spp;
 pub mod tcprules;

@@ -20,6 +20,7 @@ use qmail_smtpd::plugins::{self, Hooks};
 use qmail_smtpd::policy::Link;
 use qmail_smtpd::policy_client::PolicyClient;
 use qmail_smtpd::queue::{self, Queue};
+use qmail_smtpd::slowclient::Pace;
 use qmail_smtpd::smtp::session::{Action, AuthResult, End, Output, Session, printable};
 use qmail_smtpd::{check, explain, spp};
 
@@ -102,6 +103,13 @@ fn run() -> i32 {
         match start_tls(&mut session, &mut transport) {
             Some(info) => tls_env = queue_env(&info),
             None => return 1,
+        }
+    }
+    // After the SMTPS handshake: the 554 for an early talker goes inside TLS.
+    if let Some(delay) = qmail_smtpd::greetdelay::from_env(|n| env.get(n)) {
+        if let Some(code) = qmail_smtpd::greetdelay::run(&delay, &mut transport, &session.summary())
+        {
+            return code;
         }
     }
     let conn = Conn {
@@ -209,7 +217,7 @@ fn explain_main(args: &[OsString]) -> i32 {
         Err(e) => {
             eprintln!("qmail-smtpd --explain: {e}");
             eprintln!(
-                "usage: qmail-smtpd --explain [--rules FILE.cdb --ip A.B.C.D [--host NAME] [--via BALANCER]] [--format=json] [hostname] [checkpassword subprogram ...]"
+                "usage: qmail-smtpd --explain [--rules FILE.cdb --ip A.B.C.D [--host NAME] [--via BALANCER]] [--rcpt ADDR [--helo NAME] [--from ADDR]] [--format=json] [hostname] [checkpassword subprogram ...]"
             );
             return 2;
         }
@@ -404,6 +412,9 @@ fn dialogue(
     let mut queue: Option<Queue> = None;
     // An action the session returned from an answer, to act on next.
     let mut next = Some(session.connect(&mut conn.out));
+    // Slow clients: a whole command line, and DATA at a minimum rate.
+    let mut pace = Pace::new(queue_timeout, session.config().min_data_rate);
+    let mut last_read: Option<(Instant, usize)> = None;
 
     loop {
         let action = if let Some(a) = next.take() {
@@ -417,14 +428,26 @@ fn dialogue(
             if conn.flush().is_err() {
                 return (abort(queue, 0), "write_error");
             }
+            let (at, n) = last_read.take().unwrap_or((Instant::now(), 0));
+            pace.after_read(at, n, session.pace_state());
+            let limit = pace.deadline();
+            conn.transport.set_read_deadline(limit.map(|(d, _)| d));
             match conn.transport.read(&mut buf) {
                 Ok(0) => session.eof(),
                 Ok(n) => {
                     (pos, len) = (0, n);
+                    last_read = Some((Instant::now(), n));
                     continue;
                 }
                 Err(IoError::Timeout) => {
-                    log::line("timeout reading from client");
+                    // poll() may wake a hair early.
+                    let near = Instant::now() + Duration::from_millis(10);
+                    match limit.filter(|(d, _)| near >= *d) {
+                        Some((_, why)) => {
+                            log::line(&format!("client too slow: {}", why.describe()));
+                        }
+                        None => log::line("timeout reading from client"),
+                    }
                     session.timeout(&mut conn.out)
                 }
                 Err(IoError::Io(e)) => {
@@ -516,8 +539,8 @@ fn dialogue(
                 };
                 if !why.is_empty() {
                     log::line(&format!(
-                        "checkpassword: user=\"{}\": {why}",
-                        printable(&creds.user)
+                        "checkpassword: {}: {why}",
+                        qmail_smtpd::auth::log_user(&creds.user)
                     ));
                 }
                 next =
@@ -540,6 +563,21 @@ fn dialogue(
                     ),
                 };
                 next = Some(session.policy_answered(verdict, &mut conn.out));
+            }
+            Action::RcptCheck => {
+                let checks = &session.config().rcpt_checks;
+                let outcome = match &checks.rcptcheck {
+                    Some(program) => qmail_smtpd::rcptcheck_run::run(
+                        program,
+                        &session.rcptcheck_env(),
+                        Duration::from_secs(checks.rcptcheck_timeout),
+                    ),
+                    None => qmail_smtpd::rcptcheck::Outcome {
+                        exit: qmail_smtpd::rcptcheck::Exit::NotRun,
+                        fd4: Vec::new(),
+                    },
+                };
+                next = Some(session.rcpt_checked(&outcome, &mut conn.out));
             }
             Action::Close => return (close(conn, queue), "closed"),
         }

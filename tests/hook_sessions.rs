@@ -127,6 +127,7 @@ fn run(
                 next = Some(s.queue_closed(ok, 1_795_348_475, &mut out));
             }
             Action::AbortQueue => body.clear(),
+            Action::RcptCheck => unreachable!("RCPTCHECK is not configured here"),
             Action::StartTls => {
                 pos = input.len().min(pos);
                 s.tls_started("TLSv1.3 X".into());

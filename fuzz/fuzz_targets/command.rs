@@ -11,6 +11,9 @@
 //! - an error is one of the parser's fixed replies (so it cannot carry client
 //!   bytes), a 5xx, and renders as exactly one line ending in CRLF;
 //! - a line accepted at all has no NUL or bare CR in it;
+//! - an accepted `MAIL` address with a non-ASCII byte came with `SMTPUTF8`
+//!   and is valid UTF-8 without control characters (RFC 6531), and the
+//!   `RCPT` check (`check_rcpt_utf8`) agrees with the same rule;
 //! - borrowed arguments (`HELO`/`EHLO`/`AUTH`) are sub-slices of the line,
 //!   HELO/EHLO's non-empty and trimmed;
 //! - trailing spaces and a single trailing CR do not change the result.
@@ -18,7 +21,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use qmail_smtpd::smtp::command::{Command, MAX_ADDRESS, parse};
+use qmail_smtpd::smtp::command::{Command, MAX_ADDRESS, check_rcpt_utf8, parse};
 use qmail_smtpd::smtp::reply::{self, Reply};
 
 /// Every reply `parse` may return. A new error reply in the parser must be
@@ -34,7 +37,15 @@ const PARSER_REPLIES: &[Reply] = &[
     reply::SENDER_TOO_LONG,
     reply::RCPT_TOO_LONG,
     reply::UNKNOWN_PARAMETER,
+    reply::NON_ASCII_WITHOUT_SMTPUTF8,
 ];
+
+/// RFC 6531's rule for an address that is accepted.
+fn utf8_ok(addr: &[u8], smtputf8: bool) -> bool {
+    addr.is_ascii()
+        || (smtputf8
+            && std::str::from_utf8(addr).is_ok_and(|s| !s.chars().any(char::is_control)))
+}
 
 fn check_addr(addr: &[u8]) {
     assert!(addr.len() <= MAX_ADDRESS, "address of {} bytes", addr.len());
@@ -76,7 +87,22 @@ fn check(line: &[u8]) -> Result<Command<'_>, Reply> {
                 "accepted a line with NUL or bare CR: {line:?} -> {cmd:?}"
             );
             match cmd {
-                Command::Mail { addr, .. } | Command::Rcpt { addr } => check_addr(addr),
+                Command::Mail { addr, smtputf8, .. } => {
+                    check_addr(addr);
+                    assert!(utf8_ok(addr, *smtputf8), "non-ASCII sender {addr:?}");
+                }
+                Command::Rcpt { addr } => {
+                    check_addr(addr);
+                    for utf8 in [false, true] {
+                        match check_rcpt_utf8(addr, utf8) {
+                            Ok(()) => assert!(utf8_ok(addr, utf8), "{addr:?}"),
+                            Err(r) => {
+                                check_reply(&r);
+                                assert!(!utf8_ok(addr, utf8), "{addr:?}");
+                            }
+                        }
+                    }
+                }
                 Command::Helo(a) | Command::Ehlo(a) => {
                     assert!(is_subslice(a, line));
                     assert!(!a.is_empty());

@@ -55,6 +55,12 @@
 //!   `StartTls`, or `SSL`) unless the policy allows AUTH in clear;
 //! - `RunHook` and `AskPolicy` come only when configured, and a policy
 //!   request is well framed (no value can end it early).
+//! - `RcptCheck` comes only with RCPTCHECK configured (`cfg` bit 64), with
+//!   a `RECIPIENT` and no NUL in the program's variables; its answers (from
+//!   the control bytes, including an fd-4 text that tries to inject a
+//!   second reply line) keep every reply property above. `cfg` bit 128
+//!   also turns on the combined patches' recipient checks (badhelo,
+//!   BRTLIMIT, RELAYREJ, badrcptto, badmailfromnorelay, validrcptto).
 
 #![no_main]
 
@@ -62,6 +68,8 @@ use libfuzzer_sys::fuzz_target;
 use qmail_smtpd::auth::MAX_RECORD;
 use qmail_smtpd::policy::{AuthPolicy, Link, TlsPolicy};
 use qmail_smtpd::policy_delegation::{decide, request};
+use qmail_smtpd::rcpt_checks::RegexList;
+use qmail_smtpd::rcptcheck::{Exit, Outcome};
 use qmail_smtpd::smtp::session::{
     Action, AuthResult, Config, LookupError, Lookups, NameSet, Output, QueueExit, QueueOutcome,
     Session,
@@ -152,9 +160,22 @@ fn setup(cfg: u8, auth: u8, hooks: bool) -> Session<FakeLookups> {
     if cfg & 64 != 0 {
         c.max_errors = 3;
         c.max_rcpts = 2;
+        // RCPTCHECK, answered from the control bytes (`rcptcheck_answer`).
+        c.rcpt_checks.rcptcheck = Some(b"/rcptcheck".to_vec());
     }
     if cfg & 128 != 0 {
         c.badmailfrom = NameSet::new([b"bad@example.net".to_vec(), b"@bad.example".to_vec()]);
+        // The combined patches' recipient checks (src/rcpt_checks.rs).
+        let (badhelo, _) = RegexList::compile(&[b"^evil".to_vec(), b"!\\.".to_vec()]);
+        c.rcpt_checks.badhelo = Some(badhelo);
+        c.rcpt_checks.brtlimit = 3;
+        c.rcpt_checks.relayrej = true;
+        c.rcpt_checks.badrcptto = NameSet::new([b"trap@example.org".to_vec()]);
+        c.rcpt_checks.badmailfrom_norelay = NameSet::new([b"@norelay.example".to_vec()]);
+        c.rcpt_checks.sagredo_list = Some(NameSet::new([
+            b"-@example.org".to_vec(),
+            b"bob@example.org".to_vec(),
+        ]));
     }
     // Only consistent AUTH policies (AuthPolicy::from_env refuses the
     // others before a session exists).
@@ -178,6 +199,32 @@ fn setup(cfg: u8, auth: u8, hooks: bool) -> Session<FakeLookups> {
         ];
     }
     Session::new(c, FakeLookups { tls: cfg & 32 == 0 })
+}
+
+/// What RCPTCHECK answered: an exit from the table, and on fd 4 nothing,
+/// a good reply, or one trying to inject a second reply line.
+fn rcptcheck_answer(c: Option<u8>) -> Outcome {
+    let c = c.unwrap_or(0);
+    let exit = match c % 8 {
+        0 => Exit::Exited(0),
+        1 => Exit::Exited(100),
+        2 => Exit::Exited(111),
+        3 => Exit::Exited(112),
+        4 => Exit::Exited(113),
+        5 => Exit::Exited(120),
+        6 => Exit::Signaled,
+        _ => Exit::TimedOut,
+    };
+    let fd4: &[u8] = match c / 8 % 4 {
+        0 => b"",
+        1 => b"550 5.1.1 no such user\n",
+        2 => b"421 4.7.0 limit\r\n",
+        _ => b"550 x\r\n250 2.0.0 injected\r\n\x00\x1b",
+    };
+    Outcome {
+        exit,
+        fd4: fd4.to_vec(),
+    }
 }
 
 /// Cycles through the control bytes; `None` when there are none.
@@ -555,6 +602,25 @@ fuzz_target!(|input: &[u8]| {
                         // (With hooks, an [auth] plugin may refuse it.)
                         assert_eq!(s.auth_user(), Some(&creds.user[..]));
                     }
+                    if a == Action::Close {
+                        check_segment(&out.replies[mark..], false);
+                        side_effects(&mut out, max_delay);
+                        let mut left = buf.to_vec();
+                        left.extend_from_slice(rest);
+                        closed = Some(left);
+                        break 'reads;
+                    }
+                    assert_eq!(a, Action::NeedInput);
+                }
+                Action::RcptCheck => {
+                    assert!(
+                        s.config().rcpt_checks.rcptcheck.is_some(),
+                        "RcptCheck with no RCPTCHECK configured"
+                    );
+                    let env = s.rcptcheck_env();
+                    assert!(env.iter().any(|(k, _)| k == "RECIPIENT"), "{env:?}");
+                    assert!(env.iter().all(|(_, v)| !v.contains(&0)), "{env:?}");
+                    let a = s.rcpt_checked(&rcptcheck_answer(answers.next()), &mut out);
                     if a == Action::Close {
                         check_segment(&out.replies[mark..], false);
                         side_effects(&mut out, max_delay);

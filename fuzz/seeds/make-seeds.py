@@ -27,6 +27,9 @@ cmds = {
  'starttls': b'STARTTLS\r',
  'nul': b'MAIL FROM:<a\x00b@c>',
  'quit': b'QUIT\r',
+ 'mail-smtputf8': 'MAIL FROM:<jörg@bücher.example> SMTPUTF8 SIZE=10\r'.encode(),
+ 'rcpt-utf8': 'RCPT TO:<用户@example.org>'.encode(),
+ 'mail-bad-utf8': b'MAIL FROM:<j\xf6rg@b.example> SMTPUTF8',
 }
 for k, v in cmds.items(): w(f'command/{k}', v)
 
@@ -74,6 +77,8 @@ w('session/auth-cancel', b'\x00\x40\x00' + b'EHLO c\r\nAUTH PLAIN\r\n*\r\nAUTH P
 w('session/force-tls', b'\x08\x18\x00' + b'EHLO c\r\nMAIL FROM:<a@b>\r\nAUTH PLAIN ' + plain_ir + b'\r\nSTARTTLS\r\n')
 w('session/relay-rules', b'\x00\x01\x00' + b'HELO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<u%v@example.org>\r\nRCPT TO:<u@more.example>\r\nRCPT TO:<u@[127.0.0.1]>\r\nRCPT TO:<u@broken.example>\r\n')
 w('session/badmailfrom', b'\x80\x01\x00' + b'HELO c\r\nMAIL FROM:<x@bad.example>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\nQUIT\r\n')
+w('session/rcpt-checks', b'\x80\x01\x00' + b'HELO client.example\r\nMAIL FROM:<a@b>\r\nRCPT TO:<trap@example.org>\r\nRCPT TO:<x@example.org>\r\nRCPT TO:<bob@example.org>\r\nRCPT TO:<a%b@example.org>\r\nRCPT TO:<c@x.wild.example>\r\nDATA\r\nhi\r\n.\r\nHELO evil.example\r\nMAIL FROM:<a@b>\r\nRCPT TO:<bob@example.org>\r\nQUIT\r\n')
+w('session/rcptcheck', b'\x40\x00\x03\x00\x09\x1c' + b'HELO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<bob@example.org>\r\nRCPT TO:<carol@example.org>\r\nRCPT TO:<dave@example.org>\r\nDATA\r\n')
 hops = b''.join(b'Received: from hop%d\r\n' % i for i in range(100))
 w('session/too-many-hops', b'\x00\x00\x00' + b'HELO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n' + hops + b'\r\nloop\r\n.\r\nQUIT\r\n')
 w('session/split-long-line', b'\x00\x00\x04\x64\x64\xc8\x00' + b'NOOP ' + b'b' * 2100 + b'\r\nHELP\r\nVRFY x\r\nQUIT\r\n')

@@ -41,6 +41,9 @@ impl From<Errno> for IoError {
 
 pub struct FdTransport {
     timeout: Duration,
+    /// A read must end by then, whatever `timeout` allows (greeting
+    /// delay, slow clients).
+    read_deadline: Option<Instant>,
     out_is_socket: bool,
     stdin: std::io::Stdin,
     stdout: std::io::Stdout,
@@ -55,6 +58,7 @@ impl FdTransport {
             || nix::sys::socket::getsockopt(&out, sockopt::SockType).is_ok();
         FdTransport {
             timeout,
+            read_deadline: None,
             out_is_socket,
             stdin: std::io::stdin(),
             stdout,
@@ -65,15 +69,27 @@ impl FdTransport {
         self.timeout
     }
 
-    /// Wait until `fd` is ready for `events`, at most the timeout.
+    /// Reads (not writes) end with [`IoError::Timeout`] at `deadline`
+    /// even when the timeout would allow more; `None` lifts it.
+    pub fn set_read_deadline(&mut self, deadline: Option<Instant>) {
+        self.read_deadline = deadline;
+    }
+
+    /// Wait until `fd` is ready for `events`, at most the timeout (and,
+    /// for reads, the read deadline).
     fn wait(&self, fd: BorrowedFd<'_>, events: PollFlags) -> Result<(), IoError> {
-        let deadline = Instant::now() + self.timeout;
+        let mut deadline = Instant::now() + self.timeout;
+        if events == PollFlags::POLLIN {
+            if let Some(d) = self.read_deadline {
+                deadline = deadline.min(d);
+            }
+        }
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(IoError::Timeout);
             }
-            let ms = u32::try_from(left.as_millis().max(1)).unwrap_or(u32::MAX);
+            let ms = u32::try_from(left.as_micros().div_ceil(1000).max(1)).unwrap_or(u32::MAX);
             let mut fds = [PollFd::new(fd, events)];
             match poll(
                 &mut fds,

@@ -404,6 +404,11 @@ impl TlsTransport {
         }
     }
 
+    /// The link under TLS (for its read deadline).
+    pub fn fd_mut(&mut self) -> &mut FdTransport {
+        &mut self.fd
+    }
+
     /// Encrypt `data` as one batch and write the records in one write.
     pub fn write_all(&mut self, data: &[u8]) -> Result<(), IoError> {
         self.conn.writer().write_all(data).map_err(IoError::Io)?;

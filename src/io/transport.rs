@@ -46,6 +46,15 @@ impl Transport {
         }
     }
 
+    /// See [`FdTransport::set_read_deadline`].
+    pub fn set_read_deadline(&mut self, deadline: Option<std::time::Instant>) {
+        match self {
+            Transport::Plain(t) => t.set_read_deadline(deadline),
+            Transport::Tls(t) => t.fd_mut().set_read_deadline(deadline),
+            Transport::Broken => {}
+        }
+    }
+
     /// End the link politely (close_notify under TLS).
     pub fn close(&mut self) {
         if let Transport::Tls(t) = self {

@@ -34,6 +34,8 @@ pub enum Command<'a> {
         addr: Vec<u8>,
         size: Option<u64>,
         body: Option<Body>,
+        /// RFC 6531 `SMTPUTF8`: UTF-8 addresses in this transaction.
+        smtputf8: bool,
     },
     Rcpt {
         addr: Vec<u8>,
@@ -120,6 +122,7 @@ fn parse_mail(arg: &[u8]) -> Result<Command<'static>, Reply> {
     let (addr, params) = parse_path(trim_start_spaces(rest), Role::Sender)?;
     let mut size = None;
     let mut body = None;
+    let mut smtputf8 = false;
     for p in params.split(|&b| b == b' ').filter(|p| !p.is_empty()) {
         let (key, value) = match p.iter().position(|&b| b == b'=') {
             Some(i) => (&p[..i], Some(&p[i + 1..])),
@@ -131,6 +134,8 @@ fn parse_mail(arg: &[u8]) -> Result<Command<'static>, Reply> {
             // RFC 4954 §5: a server that offers AUTH must accept AUTH=;
             // we trust no client's claim about the original submitter,
             // so it is accepted and ignored.
+        } else if key.eq_ignore_ascii_case(b"SMTPUTF8") && value.is_none() && !smtputf8 {
+            smtputf8 = true;
         } else if key.eq_ignore_ascii_case(b"BODY") && body.is_none() {
             body = Some(match value {
                 Some(v) if v.eq_ignore_ascii_case(b"7BIT") => Body::SevenBit,
@@ -141,7 +146,37 @@ fn parse_mail(arg: &[u8]) -> Result<Command<'static>, Reply> {
             return Err(reply::UNKNOWN_PARAMETER);
         }
     }
-    Ok(Command::Mail { addr, size, body })
+    utf8_address(&addr, smtputf8, Role::Sender)?;
+    Ok(Command::Mail {
+        addr,
+        size,
+        body,
+        smtputf8,
+    })
+}
+
+/// RFC 6531: an address with non-ASCII bytes needs `SMTPUTF8` on the
+/// transaction's MAIL (else `553 5.6.7`) and must be valid UTF-8 (else
+/// the role's bad-syntax reply). The session asks this for each RCPT.
+pub fn check_rcpt_utf8(addr: &[u8], smtputf8: bool) -> Result<(), Reply> {
+    utf8_address(addr, smtputf8, Role::Recipient)
+}
+
+fn utf8_address(addr: &[u8], smtputf8: bool, role: Role) -> Result<(), Reply> {
+    if addr.is_ascii() {
+        return Ok(());
+    }
+    if !smtputf8 {
+        return Err(reply::NON_ASCII_WITHOUT_SMTPUTF8);
+    }
+    // UTF-8, and no C1 control characters (U+0080..U+009F).
+    match std::str::from_utf8(addr) {
+        Ok(s) if !s.chars().any(|c| c.is_control()) => Ok(()),
+        _ => Err(match role {
+            Role::Sender => reply::BAD_SENDER_ADDRESS,
+            Role::Recipient => reply::BAD_RCPT_ADDRESS,
+        }),
+    }
 }
 
 fn parse_rcpt(arg: &[u8]) -> Result<Command<'static>, Reply> {
@@ -289,6 +324,16 @@ mod tests {
             addr: addr.as_bytes().to_vec(),
             size: None,
             body: None,
+            smtputf8: false,
+        }
+    }
+
+    fn mail_utf8(addr: &str) -> Command<'static> {
+        Command::Mail {
+            addr: addr.as_bytes().to_vec(),
+            size: None,
+            body: None,
+            smtputf8: true,
         }
     }
 
@@ -328,6 +373,7 @@ mod tests {
                     addr: b"a@b".to_vec(),
                     size: Some(1000),
                     body: Some(Body::EightBitMime),
+                    smtputf8: false,
                 }),
             ),
             (
@@ -336,6 +382,7 @@ mod tests {
                     addr: b"a@b".to_vec(),
                     size: Some(u64::MAX),
                     body: Some(Body::SevenBit),
+                    smtputf8: false,
                 }),
             ),
             (b"MAIL FROM:<a@b> SIZE=", Err(reply::UNKNOWN_PARAMETER)),
@@ -349,7 +396,42 @@ mod tests {
                 b"MAIL FROM:<a@b> BODY=BINARYMIME",
                 Err(reply::UNKNOWN_PARAMETER),
             ),
-            (b"MAIL FROM:<a@b> SMTPUTF8", Err(reply::UNKNOWN_PARAMETER)),
+            (b"MAIL FROM:<a@b> SMTPUTF8", Ok(mail_utf8("a@b"))),
+            (b"MAIL FROM:<a@b> smtputf8", Ok(mail_utf8("a@b"))),
+            (
+                "MAIL FROM:<j\u{f6}rg@b\u{fc}cher.example> SMTPUTF8".as_bytes(),
+                Ok(mail_utf8("j\u{f6}rg@b\u{fc}cher.example")),
+            ),
+            (
+                "MAIL FROM:<\u{7528}\u{6237}@\u{4f8b}\u{5b50}.\u{6d4b}\u{8bd5}> SMTPUTF8 SIZE=1"
+                    .as_bytes(),
+                Ok(Command::Mail {
+                    addr: "\u{7528}\u{6237}@\u{4f8b}\u{5b50}.\u{6d4b}\u{8bd5}"
+                        .as_bytes()
+                        .to_vec(),
+                    size: Some(1),
+                    body: None,
+                    smtputf8: true,
+                }),
+            ),
+            (
+                "MAIL FROM:<j\u{f6}rg@b.example>".as_bytes(),
+                Err(reply::NON_ASCII_WITHOUT_SMTPUTF8),
+            ),
+            (
+                b"MAIL FROM:<j\xf6rg@b.example> SMTPUTF8",
+                Err(reply::BAD_SENDER_ADDRESS),
+            ),
+            (
+                "MAIL FROM:<a\u{85}b@c> SMTPUTF8".as_bytes(),
+                Err(reply::BAD_SENDER_ADDRESS),
+            ),
+            (
+                b"MAIL FROM:<a@b> SMTPUTF8 SMTPUTF8",
+                Err(reply::UNKNOWN_PARAMETER),
+            ),
+            (b"MAIL FROM:<a@b> SMTPUTF8=1", Err(reply::UNKNOWN_PARAMETER)),
+            (b"MAIL FROM:<a@b> SMTPUTF8X", Err(reply::UNKNOWN_PARAMETER)),
             (b"MAIL FROM:<a@b> RET=HDRS", Err(reply::UNKNOWN_PARAMETER)),
             (b"MAIL FROM:<a\x01b@c>", Err(reply::BAD_SENDER_ADDRESS)),
             (b"MAIL FROM:<a\x7fb@c>", Err(reply::BAD_SENDER_ADDRESS)),
@@ -389,6 +471,25 @@ mod tests {
                 String::from_utf8_lossy(line)
             );
         }
+    }
+
+    #[test]
+    fn rcpt_utf8() {
+        assert_eq!(check_rcpt_utf8(b"a@b", false), Ok(()));
+        assert_eq!(check_rcpt_utf8("\u{e9}@b".as_bytes(), true), Ok(()));
+        assert_eq!(
+            check_rcpt_utf8("\u{e9}@b".as_bytes(), false),
+            Err(reply::NON_ASCII_WITHOUT_SMTPUTF8)
+        );
+        assert_eq!(
+            check_rcpt_utf8(b"\xe9@b", true),
+            Err(reply::BAD_RCPT_ADDRESS)
+        );
+        assert_eq!(
+            check_rcpt_utf8(b"\xed\xa0\x80@b", true),
+            Err(reply::BAD_RCPT_ADDRESS),
+            "a surrogate is not UTF-8"
+        );
     }
 
     #[test]

@@ -27,6 +27,24 @@ fn safeput(out: &mut Vec<u8>, s: &[u8]) {
     }));
 }
 
+/// The `with` word: RFC 3848's `SMTP`, `ESMTP`, `ESMTPS`, `ESMTPA`,
+/// `ESMTPSA`; after `MAIL … SMTPUTF8` sagredo's `UTF8SMTP`, `UTF8SMTPS`,
+/// `UTF8SMTPA`, `UTF8SMTPSA` (RFC 6531 registers `UTF8SMTP…`, and
+/// sagredo's qmail-remote relays a message as SMTPUTF8 when it sees one).
+pub fn protocol(esmtp: bool, secure: bool, authenticated: bool, smtputf8: bool) -> &'static str {
+    match (smtputf8, esmtp, secure, authenticated) {
+        (true, _, false, false) => "UTF8SMTP",
+        (true, _, true, false) => "UTF8SMTPS",
+        (true, _, false, true) => "UTF8SMTPA",
+        (true, _, true, true) => "UTF8SMTPSA",
+        (false, false, _, _) => "SMTP",
+        (false, true, false, false) => "ESMTP",
+        (false, true, true, false) => "ESMTPS",
+        (false, true, false, true) => "ESMTPA",
+        (false, true, true, true) => "ESMTPSA",
+    }
+}
+
 pub fn received(info: &ReceivedInfo<'_>, unix_time: u64, out: &mut Vec<u8>) {
     out.extend_from_slice(b"Received: from ");
     safeput(out, info.remote_host);

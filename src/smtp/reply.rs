@@ -69,6 +69,9 @@ pub const TIMEOUT: Reply = Reply::new(421, "4.4.2", "timeout, closing connection
 /// Too many unknown commands, syntax errors or sequence errors.
 pub const TOO_MANY_ERRORS: Reply = Reply::new(421, "4.7.0", "too many errors, closing connection");
 
+/// The client spoke before the greeting (`DROP_PRE_GREET`).
+pub const PROTOCOL_VIOLATION: Reply = Reply::new(554, "5.5.0", "SMTP protocol violation");
+
 /// The environment asks for something impossible (see the log line).
 pub const POLICY_CONTRADICTION: Reply = Reply::new(
     421,
@@ -155,6 +158,13 @@ pub const BAD_RCPT_ADDRESS: Reply = Reply::new(501, "5.1.3", "bad address syntax
 pub const EMPTY_RCPT: Reply = Reply::new(501, "5.1.3", "empty recipient address");
 pub const SENDER_TOO_LONG: Reply = Reply::new(501, "5.1.7", "address too long");
 pub const RCPT_TOO_LONG: Reply = Reply::new(501, "5.1.3", "address too long");
+/// RFC 6531 §3.7.4.1: a non-ASCII address in a transaction without
+/// `MAIL … SMTPUTF8`.
+pub const NON_ASCII_WITHOUT_SMTPUTF8: Reply = Reply::new(
+    553,
+    "5.6.7",
+    "non-ASCII address requires MAIL FROM:<...> SMTPUTF8",
+);
 pub const UNKNOWN_PARAMETER: Reply = Reply::new(555, "5.5.4", "unrecognized or bad parameter");
 
 pub const NESTED_MAIL: Reply = Reply::new(503, "5.5.1", "MAIL already given; RSET first");
@@ -230,6 +240,41 @@ pub const QQ_TEMP_PROBLEM: Reply = Reply::new(451, "4.3.0", "qq temporary proble
 pub const QQ_CRASHED: Reply = Reply::new(451, "4.3.0", "qq crashed");
 /// Could not start qmail-queue at all (fork or pipe failure).
 pub const QQ_START: Reply = Reply::new(451, "4.3.0", "qq temporary problem");
+
+// ---- recipient checks of the combined patches (src/rcpt_checks.rs) ------
+
+/// jms1 / sagredo validrcptto: the recipient is not in the list.
+pub const NOT_IN_VALIDRCPTTO: Reply = Reply::new(
+    553,
+    "5.1.1",
+    "sorry, this recipient is not in my validrcptto list",
+);
+/// `RELAYREJ` / `control/rejectrelaytest`: `@`, `%` or `!` in the local
+/// part, from any client.
+pub const RELAYREJ: Reply = Reply::new(553, "5.7.1", "sorry, we don't relay");
+/// `control/badhelo` (or `badhelonorelay`) matched the HELO/EHLO name.
+pub const BAD_HELO: Reply = Reply::new(553, "5.7.1", "sorry, your HELO host name has been denied");
+/// `control/badrcptto` (or `badrcpttonorelay`) lists the recipient.
+pub const BAD_RCPT: Reply = Reply::new(
+    553,
+    "5.7.1",
+    "sorry, your envelope recipient has been denied",
+);
+/// RCPTCHECK exit 100 without a reply of its own.
+pub const RCPTCHECK_NO_MAILBOX: Reply =
+    Reply::new(553, "5.1.1", "sorry, no mailbox here by that name");
+/// RCPTCHECK exit 111 without a reply of its own.
+pub const RCPTCHECK_TEMP: Reply = Reply::new(451, "4.3.0", "unable to verify recipient");
+/// RCPTCHECK exit 113 without a reply of its own: the session ends.
+pub const RCPTCHECK_OVERLIMIT: Reply =
+    Reply::new(421, "4.7.0", "you have exceeded your messaging limits");
+/// RCPTCHECK could not run, exited 120 or died of a signal.
+pub const RCPTCHECK_FAILED: Reply = Reply::new(451, "4.3.0", "unable to execute recipient check");
+/// RCPTCHECK did not finish within `RCPTCHECK_TIMEOUT`.
+pub const RCPTCHECK_TIMEOUT: Reply = Reply::new(451, "4.4.3", "recipient check timed out");
+/// `VALIDRCPTTO_LIMIT` / `BRTLIMIT` reached: the session ends.
+pub const TOO_MANY_INVALID_RCPTS: Reply =
+    Reply::new(421, "4.7.0", "too many invalid addresses, goodbye");
 
 #[cfg(test)]
 mod tests {

@@ -19,6 +19,7 @@ use super::received::{ReceivedInfo, received};
 use super::reply::{self, Reply, render_line};
 use crate::auth::{self, Credentials, Exchange, Failure, Mechanism, Step};
 use crate::policy::{AuthPolicy, Link, LinkState, Policy, TlsPolicy};
+use crate::rcpt_checks::{self, HeloFlags, RcptChecks, RcptCounters};
 use crate::spp::{self, Hook, Later};
 
 /// Default number of protocol errors (500, 501, 502, 503, 555) before the
@@ -54,6 +55,14 @@ pub trait Lookups {
     }
     /// A fresh CRAM-MD5 challenge, `<unique@hostname>`, never repeated.
     fn cram_challenge(&self) -> Vec<u8>;
+    /// jms1's `VALIDRCPTTO_CDB`: the value stored under `key`, if any.
+    fn validrcptto(&self, _key: &[u8]) -> Result<Option<Vec<u8>>, LookupError> {
+        Ok(None)
+    }
+    /// sagredo's `morevalidrcptto.cdb`: is `key` in it?
+    fn more_validrcptto(&self, _key: &[u8]) -> Result<bool, LookupError> {
+        Ok(false)
+    }
 }
 
 /// A set of names matched case-insensitively (rcpthosts, badmailfrom).
@@ -125,6 +134,11 @@ pub struct Config {
     /// `POLICY_SERVICE` is set: ask it about every recipient that passed
     /// our own checks.
     pub policy_service: bool,
+    /// The combined patches' recipient checks (validrcptto…).
+    pub rcpt_checks: RcptChecks,
+    /// `SMTPD_MIN_DATA_RATE`: bytes/s DATA must keep after the first
+    /// `timeoutsmtpd` (0: off). Enforced by the edge (src/slowclient.rs).
+    pub min_data_rate: u64,
 }
 
 impl Config {
@@ -155,6 +169,8 @@ impl Config {
             transcript: false,
             spp: 0,
             policy_service: false,
+            rcpt_checks: RcptChecks::default(),
+            min_data_rate: crate::slowclient::DEFAULT_MIN_DATA_RATE,
         }
     }
 }
@@ -192,6 +208,9 @@ pub enum Action {
     /// Run checkpassword on [`Session::take_credentials`], then call
     /// [`Session::auth_checked`].
     CheckPassword,
+    /// Run the RCPTCHECK program with [`Session::rcptcheck_env`], then
+    /// call [`Session::rcpt_checked`].
+    RcptCheck,
     /// Flush replies and end the connection (abort qmail-queue if open).
     Close,
     /// Run the qmail-spp plugins of this hook with [`Session::hook_env`]
@@ -214,6 +233,9 @@ pub enum End {
     ControlUnreadable,
     /// A qmail-spp plugin said `R` or `D`.
     Plugin,
+    TooManyInvalidRcpts,
+    /// RCPTCHECK answered with a 421 (exit 113: over a limit).
+    RcptCheck,
 }
 
 impl End {
@@ -227,6 +249,8 @@ impl End {
             End::BareLineEnding => "bare_line_ending",
             End::ControlUnreadable => "control_unreadable",
             End::Plugin => "spp",
+            End::TooManyInvalidRcpts => "too_many_invalid_rcpts",
+            End::RcptCheck => "rcptcheck",
         }
     }
 }
@@ -305,6 +329,8 @@ struct Transaction {
     size: u64,
     /// Header lines a policy service asked for (`PREPEND`).
     prepend: Vec<u8>,
+    /// `MAIL … SMTPUTF8` (RFC 6531).
+    smtputf8: bool,
 }
 
 enum Phase {
@@ -357,6 +383,13 @@ pub struct Session<L> {
     hook: Option<Pending>,
     /// Transactions begun (MAIL accepted): the policy service's `instance`.
     transactions: u32,
+    /// Counters of the recipient checks, per connection.
+    rcpt_counters: RcptCounters,
+    /// What `badhelo`/`badhelonorelay` said of the last HELO/EHLO name.
+    helo_flags: HeloFlags,
+    /// A recipient waiting for RCPTCHECK: the address, whether it passed
+    /// rcpthosts (`RCPTHOSTS=1`) and a validrcptto list (`RCPTFOUND=1`).
+    rcptcheck_pending: Option<(Vec<u8>, bool, bool)>,
 }
 
 /// A command held while its hook's plugins run.
@@ -399,6 +432,9 @@ impl<L: Lookups> Session<L> {
             spp_connected: spp::State::default(),
             hook: None,
             transactions: 0,
+            rcpt_counters: RcptCounters::default(),
+            helo_flags: HeloFlags::default(),
+            rcptcheck_pending: None,
         }
     }
 
@@ -530,6 +566,17 @@ impl<L: Lookups> Session<L> {
         self.cfg.tls.starttls && self.tls.is_none() && self.lookups.tls_available()
     }
 
+    /// Where the session is, for the slow-client deadlines.
+    pub fn pace_state(&self) -> crate::slowclient::State {
+        use crate::slowclient::State;
+        match self.phase {
+            Phase::Data(_) => State::Data,
+            Phase::Command if self.overlong => State::PartialLine(usize::MAX),
+            Phase::Command if !self.partial.is_empty() => State::PartialLine(self.partial.len()),
+            _ => State::Idle,
+        }
+    }
+
     /// The client closed the connection.
     pub fn eof(&mut self) -> Action {
         self.close(End::Eof)
@@ -560,11 +607,7 @@ impl<L: Lookups> Session<L> {
             s.push_str(" tls=upstream");
         }
         if let Some((user, mech)) = &self.auth_user {
-            s.push_str(&format!(
-                " auth={} user=\"{}\"",
-                mech.name(),
-                printable(user)
-            ));
+            s.push_str(&format!(" auth={} {}", mech.name(), auth::log_user(user)));
         }
         if self.auth_failures > 0 {
             s.push_str(&format!(" auth_failures={}", self.auth_failures));
@@ -616,13 +659,12 @@ impl<L: Lookups> Session<L> {
             remote_ip: &self.cfg.remote_ip,
             local: &self.cfg.local_host,
             // RFC 3848.
-            protocol: match (self.esmtp, self.secure(), self.auth_user.is_some()) {
-                (false, _, _) => "SMTP",
-                (true, false, false) => "ESMTP",
-                (true, true, false) => "ESMTPS",
-                (true, false, true) => "ESMTPA",
-                (true, true, true) => "ESMTPSA",
-            },
+            protocol: super::received::protocol(
+                self.esmtp,
+                self.secure(),
+                self.auth_user.is_some(),
+                self.txn.smtputf8,
+            ),
             tls: self.tls.as_deref(),
         };
         received(&info, now, &mut out.body);
@@ -729,7 +771,18 @@ impl<L: Lookups> Session<L> {
                 }
                 self.helo_ok(name.to_vec(), esmtp, out)
             }
-            Command::Mail { addr, size, .. } => self.mail(addr, size, out),
+            Command::Mail {
+                addr,
+                size,
+                smtputf8,
+                ..
+            } => {
+                let action = self.mail(addr, size, out);
+                if self.txn.sender.is_some() {
+                    self.txn.smtputf8 = smtputf8;
+                }
+                action
+            }
             Command::Rcpt { addr } => self.rcpt(addr, out),
             Command::Data => self.data(out),
             Command::Rset => {
@@ -760,6 +813,7 @@ impl<L: Lookups> Session<L> {
     /// HELO/EHLO accepted (after its `[helo]` hook).
     fn helo_ok(&mut self, name: Vec<u8>, esmtp: bool, out: &mut Output) -> Action {
         self.esmtp = esmtp;
+        self.helo_flags = rcpt_checks::helo_flags(&self.cfg.rcpt_checks, &name);
         self.helo = Some(name);
         self.txn = Transaction::default();
         if self.esmtp {
@@ -868,7 +922,7 @@ impl<L: Lookups> Session<L> {
             }
             Pending::Helo(name, esmtp) => self.helo_ok(name, esmtp, out),
             Pending::Mail(a) => self.mail_ok(addr(a), omit, out),
-            Pending::Rcpt(a) => self.rcpt_checked(addr(a), omit, out),
+            Pending::Rcpt(a) => self.rcpt_after_hook(addr(a), omit, out),
             Pending::Pass(a) => self.rcpt_accept(addr(a), out),
             Pending::Data => {
                 self.phase = Phase::OpeningQueue;
@@ -1051,10 +1105,10 @@ impl<L: Lookups> Session<L> {
             AuthResult::Rejected => self.auth_failure(user, mechanism.name(), "rejected", out),
             AuthResult::TempFail => {
                 out.log.push(format!(
-                    "AUTH temporary failure: remote={} mech={} user=\"{}\"",
+                    "AUTH temporary failure: remote={} mech={} {}",
                     printable(&self.cfg.remote_ip),
                     mechanism.name(),
-                    printable(user)
+                    auth::log_user(user)
                 ));
                 self.reply(reply::AUTH_TEMP_FAIL, out)
             }
@@ -1065,10 +1119,10 @@ impl<L: Lookups> Session<L> {
     fn auth_ok(&mut self, user: &[u8], mechanism: Mechanism, out: &mut Output) -> Action {
         reply::AUTH_OK.render(&mut out.replies);
         out.log.push(format!(
-            "AUTH ok: remote={} mech={} user=\"{}\"",
+            "AUTH ok: remote={} mech={} {}",
             printable(&self.cfg.remote_ip),
             mechanism.name(),
-            printable(user)
+            auth::log_user(user)
         ));
         self.auth_user = Some((user.to_vec(), mechanism));
         for (name, value) in &self.cfg.auth_env {
@@ -1087,9 +1141,9 @@ impl<L: Lookups> Session<L> {
     fn auth_failure(&mut self, user: &[u8], mech: &str, why: &str, out: &mut Output) -> Action {
         self.auth_failures += 1;
         out.log.push(format!(
-            "AUTH failed: remote={} mech={mech} user=\"{}\" reason={why} failures={}",
+            "AUTH failed: remote={} mech={mech} {} reason={why} failures={}",
             printable(&self.cfg.remote_ip),
-            printable(user),
+            auth::log_user(user),
             self.auth_failures
         ));
         out.delay_ms = self
@@ -1137,6 +1191,7 @@ impl<L: Lookups> Session<L> {
         let mut keywords: Vec<&[u8]> = vec![
             b"PIPELINING",
             b"8BITMIME",
+            b"SMTPUTF8",
             b"ENHANCEDSTATUSCODES",
             size.as_bytes(),
         ];
@@ -1189,7 +1244,13 @@ impl<L: Lookups> Session<L> {
 
     /// MAIL after its hook; `omit` (spp `O`) skips badmailfrom.
     fn mail_ok(&mut self, addr: Vec<u8>, omit: bool, out: &mut Output) -> Action {
-        self.txn.bad_sender = !omit && self.in_badmailfrom(&addr);
+        self.txn.bad_sender = !omit
+            && (self.in_badmailfrom(&addr)
+                || rcpt_checks::sender_norelay_refused(
+                    &self.cfg.rcpt_checks,
+                    self.may_relay(),
+                    &addr,
+                ));
         self.txn.sender = Some(addr);
         self.transactions += 1;
         self.reply(reply::MAIL_OK, out)
@@ -1221,8 +1282,22 @@ impl<L: Lookups> Session<L> {
         if addr.is_empty() {
             return self.reply(reply::EMPTY_RCPT, out);
         }
+        if let Err(r) = command::check_rcpt_utf8(&addr, self.txn.smtputf8) {
+            return self.reply(r, out);
+        }
         if self.txn.rcpts.len() >= self.cfg.max_rcpts {
             return self.reply(reply::TOO_MANY_RCPTS, out);
+        }
+        let may_relay = self.may_relay();
+        if let Some(v) = rcpt_checks::before_relay(
+            &self.cfg.rcpt_checks,
+            &mut self.rcpt_counters,
+            &self.helo_flags,
+            &addr,
+            may_relay,
+            &mut out.log,
+        ) {
+            return self.verdict(v, out);
         }
         self.rewrite_local_literal(&mut addr);
         if self.spp_queued(Later::Rcpt, out) {
@@ -1244,23 +1319,46 @@ impl<L: Lookups> Session<L> {
         if self.hook_wanted(Hook::Rcpt) {
             return self.ask_hook(Pending::Rcpt(addr));
         }
-        self.rcpt_checked(addr, false, out)
+        self.rcpt_after_hook(addr, false, out)
     }
 
-    /// RCPT after its `[rcpt]` hook; `omit` (spp `O`) skips rcpthosts.
-    fn rcpt_checked(&mut self, addr: Vec<u8>, omit: bool, out: &mut Output) -> Action {
+    /// RCPT after its `[rcpt]` hook; `omit` (spp `O`) skips rcpthosts
+    /// (validrcptto and RCPTCHECK still run, as in jms1's patch).
+    fn rcpt_after_hook(&mut self, addr: Vec<u8>, omit: bool, out: &mut Output) -> Action {
         // RELAYCLIENT, or an authenticated client (RFC 4954 §6), may relay;
         // so may a recipient a plugin accepted with `O`.
-        if self.cfg.relayclient.is_none() && self.auth_user.is_none() && !omit {
-            match self.rcpt_allowed(&addr) {
-                Ok(None) => {}
-                Ok(Some(r)) => return self.reply(r, out),
-                Err(LookupError) => {
-                    reply::CONTROL_UNREADABLE.render(&mut out.replies);
-                    return self.close(End::ControlUnreadable);
+        let may_relay = self.may_relay();
+        let (mut in_rcpthosts, mut found) = (false, false);
+        if !may_relay {
+            if !omit {
+                match self.rcpt_allowed(&addr) {
+                    Ok(None) => in_rcpthosts = true,
+                    Ok(Some(r)) => {
+                        self.rcpt_counters.bad = self.rcpt_counters.bad.saturating_add(1);
+                        return self.reply(r, out);
+                    }
+                    Err(LookupError) => {
+                        reply::CONTROL_UNREADABLE.render(&mut out.replies);
+                        return self.close(End::ControlUnreadable);
+                    }
                 }
             }
+            match self.validrcptto(&addr, out) {
+                Ok(f) => found = f,
+                Err(action) => return action,
+            }
         }
+        let rc = &self.cfg.rcpt_checks;
+        if rc.rcptcheck.is_some() && (!may_relay || rc.rcptcheck_relay) {
+            self.rcptcheck_pending = Some((addr, in_rcpthosts, found));
+            return Action::RcptCheck;
+        }
+        self.rcpt_pass(addr, out)
+    }
+
+    /// The recipient passed our checks and RCPTCHECK: the `[pass]` hook,
+    /// then the policy service.
+    fn rcpt_pass(&mut self, addr: Vec<u8>, out: &mut Output) -> Action {
         if self.hook_wanted(Hook::Pass) {
             self.spp_set("SMTPRCPTTO", &addr);
             let count = self.txn.rcpts.len() + 1;
@@ -1286,6 +1384,108 @@ impl<L: Lookups> Session<L> {
         }
         self.txn.rcpts.push(addr);
         self.reply(reply::RCPT_OK, out)
+    }
+
+    /// The validrcptto lists (src/rcpt_checks.rs): `Ok(found in a list)`,
+    /// or `Err` with the action that ends the RCPT.
+    fn validrcptto(&mut self, addr: &[u8], out: &mut Output) -> Result<bool, Action> {
+        if !self.cfg.rcpt_checks.validrcptto() {
+            return Ok(false);
+        }
+        let (cfg, lookups) = (&self.cfg.rcpt_checks, &self.lookups);
+        let in_list = |k: &[u8]| {
+            let listed = cfg
+                .sagredo_list
+                .as_ref()
+                .is_some_and(|l| l.contains_lower(k));
+            Ok(listed || (cfg.sagredo_cdb && lookups.more_validrcptto(k)?))
+        };
+        let verdict = rcpt_checks::check_validrcptto(
+            cfg,
+            &mut self.rcpt_counters,
+            addr,
+            in_list,
+            |k| lookups.validrcptto(k),
+            &mut out.log,
+        );
+        match verdict {
+            Ok(v) if v.reply.is_none() => Ok(v.found),
+            Ok(v) => Err(self.verdict(v, out)),
+            Err(LookupError) => {
+                reply::CONTROL_UNREADABLE.render(&mut out.replies);
+                Err(self.close(End::ControlUnreadable))
+            }
+        }
+    }
+
+    /// The environment RCPTCHECK gets for the recipient waiting on it
+    /// (added to ours): `SENDER`, `RECIPIENT`, `HELO`, `USE_FD4=1`, and
+    /// `RCPTHOSTS=1` when it passed rcpthosts, `RCPTFOUND=1` when a
+    /// validrcptto list accepted it (sagredo).
+    pub fn rcptcheck_env(&self) -> Vec<(String, Vec<u8>)> {
+        let Some((addr, in_rcpthosts, found)) = &self.rcptcheck_pending else {
+            return Vec::new();
+        };
+        let mut env = vec![
+            (
+                "SENDER".to_string(),
+                self.txn.sender.clone().unwrap_or_default(),
+            ),
+            ("RECIPIENT".to_string(), addr.clone()),
+            ("HELO".to_string(), self.helo.clone().unwrap_or_default()),
+            ("USE_FD4".to_string(), b"1".to_vec()),
+        ];
+        if *in_rcpthosts {
+            env.push(("RCPTHOSTS".to_string(), b"1".to_vec()));
+        }
+        if *found {
+            env.push(("RCPTFOUND".to_string(), b"1".to_vec()));
+        }
+        env
+    }
+
+    /// RCPTCHECK's verdict on the recipient waiting for it.
+    pub fn rcpt_checked(
+        &mut self,
+        outcome: &crate::rcptcheck::Outcome,
+        out: &mut Output,
+    ) -> Action {
+        let Some((addr, _, _)) = self.rcptcheck_pending.take() else {
+            return Action::NeedInput;
+        };
+        let d = crate::rcptcheck::decide(outcome);
+        out.log.push(format!(
+            "RCPTCHECK: rcpt=\"{}\" {}",
+            printable(&addr),
+            d.why
+        ));
+        match d.reply {
+            None => self.rcpt_pass(addr, out),
+            Some(r) => {
+                out.replies.extend_from_slice(&r);
+                if d.close {
+                    self.close(End::RcptCheck)
+                } else {
+                    Action::NeedInput
+                }
+            }
+        }
+    }
+
+    /// Give a recipient check's refusal (src/rcpt_checks.rs).
+    fn verdict(&mut self, v: rcpt_checks::Verdict, out: &mut Output) -> Action {
+        if let Some(r) = v.reply {
+            r.render(&mut out.replies);
+        }
+        if v.close {
+            return self.close(End::TooManyInvalidRcpts);
+        }
+        Action::NeedInput
+    }
+
+    /// `RELAYCLIENT` is set or the client authenticated.
+    fn may_relay(&self) -> bool {
+        self.cfg.relayclient.is_some() || self.auth_user.is_some()
     }
 
     /// `user@[a.b.c.d]` naming one of our own addresses becomes

@@ -535,3 +535,22 @@ pub fn postgrey(delay: u64) -> (Daemon, u16) {
     wait_listening(&format!("127.0.0.1:{port}"), "postgrey");
     (d, port)
 }
+
+// ---- Added for tests/rcpt_checks.rs: cdb files made by the tests. ----
+
+/// Write a cdb (the format of qmail's `cdbmake`) with these entries.
+pub fn write_cdb(path: &std::path::Path, entries: &[(&str, &str)]) {
+    let f = std::fs::File::create(path).unwrap();
+    let mut w = cdb::CDBMake::new(f).unwrap();
+    for (k, v) in entries {
+        w.add(k.as_bytes(), v.as_bytes()).unwrap();
+    }
+    w.finish().unwrap();
+}
+
+impl Server {
+    /// A path below the server's qmail home.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.join(rel)
+    }
+}

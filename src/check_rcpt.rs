@@ -1,0 +1,109 @@
+//! `--check` for the files and variables of issue 12's checks: the
+//! recipient lists and cdbs readable by the service account, badhelo
+//! patterns that compile, address lists that look like regular
+//! expressions (read here as addresses), and RCPTCHECK executable.
+
+use crate::check::{Account, Finding, Level};
+use crate::control::{Env, Settings, qmailhome};
+
+/// The findings; `settings` is `None` when the files could not be read at
+/// all (already reported).
+pub fn findings(env: &Env, settings: Option<&Settings>, account: Option<&Account>) -> Vec<Finding> {
+    let mut f = Vec::new();
+    let mut say = |level, text: String| f.push(Finding { level, text });
+    let home = qmailhome(env);
+    let control = home.join("control");
+    let (jms1, list, more) = crate::rcpt_control::paths(env, &home);
+    let mut files: Vec<std::path::PathBuf> = [
+        "badhelo",
+        "badhelonorelay",
+        "badrcptto",
+        "badrcpttonorelay",
+        "badmailfromnorelay",
+        "maxrcpt",
+        "brtlimit",
+        "rejectrelaytest",
+    ]
+    .iter()
+    .map(|n| control.join(n))
+    .collect();
+    files.extend([list, more]);
+    files.extend(jms1.clone());
+    if let Some(acc) = account {
+        for p in &files {
+            if p.exists() && !acc.may(p, 4) {
+                say(
+                    Level::Error,
+                    format!(
+                        "{} is not readable by {}: connections get 421",
+                        p.display(),
+                        acc.name
+                    ),
+                );
+            }
+        }
+    }
+    if let Some(p) = &jms1 {
+        if settings.is_some() {
+            say(Level::Ok, format!("VALIDRCPTTO_CDB {} opens", p.display()));
+        }
+    }
+    for name in ["badrcptto", "badrcpttonorelay", "badmailfromnorelay"] {
+        let p = control.join(name);
+        let Ok(Some(lines)) = crate::control::read_lines(&p) else {
+            continue;
+        };
+        for l in lines {
+            if l.iter().any(|b| b"*^$[](){}|+?\\".contains(b)) {
+                say(
+                    Level::Warning,
+                    format!(
+                        "{}: \"{}\" looks like a regular expression, but lines here are addresses or @domain (matched exactly)",
+                        p.display(),
+                        String::from_utf8_lossy(&l)
+                    ),
+                );
+            }
+        }
+    }
+    if let Some(s) = settings {
+        let rc = &s.config.rcpt_checks;
+        for (name, list) in [
+            ("badhelo", &rc.badhelo),
+            ("badhelonorelay", &rc.badhelo_norelay),
+        ] {
+            if let Some(l) = list {
+                say(
+                    Level::Ok,
+                    format!("control/{name}: {} patterns compile", l.len()),
+                );
+            }
+        }
+        if let Some(program) = &rc.rcptcheck {
+            use std::os::unix::ffi::OsStrExt;
+            let p = std::path::Path::new(std::ffi::OsStr::from_bytes(program));
+            match (p.exists(), account) {
+                (false, _) => say(
+                    Level::Error,
+                    format!(
+                        "RCPTCHECK {} does not exist: every recipient would get 451",
+                        p.display()
+                    ),
+                ),
+                (true, Some(acc)) if !acc.may(p, 1) => say(
+                    Level::Error,
+                    format!(
+                        "RCPTCHECK {} is not executable by {}: every recipient would get 451",
+                        p.display(),
+                        acc.name
+                    ),
+                ),
+                (true, _) => say(
+                    Level::Ok,
+                    format!("RCPTCHECK {} is executable", p.display()),
+                ),
+            }
+        }
+    }
+    f
+}
