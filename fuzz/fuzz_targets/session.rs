@@ -70,11 +70,12 @@ use qmail_smtpd::policy::{AuthPolicy, Link, TlsPolicy};
 use qmail_smtpd::policy_delegation::{decide, request};
 use qmail_smtpd::rcpt_checks::RegexList;
 use qmail_smtpd::rcptcheck::{Exit, Outcome};
+use qmail_smtpd::spp::Exit as PluginExit;
 use qmail_smtpd::smtp::session::{
     Action, AuthResult, Config, LookupError, Lookups, NameSet, Output, QueueExit, QueueOutcome,
     Session,
 };
-use qmail_smtpd::spp::{self, Exit, Plugin};
+use qmail_smtpd::spp::{self, Plugin};
 
 /// The most reply bytes one input byte may cost. The biggest reply per byte
 /// of command is the 7-line EHLO reply (~150 bytes with STARTTLS, AUTH and
@@ -418,10 +419,10 @@ fn answer_hooks(
                 };
                 let run = spp::chain(hook, std::slice::from_ref(&p), |p, run| {
                     if says == b"crash" {
-                        return Exit::Signal;
+                        return PluginExit::Signal;
                     }
-                    run.plugin(p, says, Exit::Code(0));
-                    Exit::Code(0)
+                    run.plugin(p, says, PluginExit::Code(0));
+                    PluginExit::Code(0)
                 });
                 check_queue_env(&s.hook_env());
                 action = s.hook_done(&run, out);
@@ -621,6 +622,8 @@ fuzz_target!(|input: &[u8]| {
                     assert!(env.iter().any(|(k, _)| k == "RECIPIENT"), "{env:?}");
                     assert!(env.iter().all(|(_, v)| !v.contains(&0)), "{env:?}");
                     let a = s.rcpt_checked(&rcptcheck_answer(answers.next()), &mut out);
+                    // An accepted recipient goes on to [pass] and the policy service.
+                    let a = answer_hooks(&mut s, a, &mut answers, &mut out);
                     if a == Action::Close {
                         check_segment(&out.replies[mark..], false);
                         side_effects(&mut out, max_delay);
