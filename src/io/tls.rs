@@ -113,6 +113,9 @@ pub fn server_config(
         .with_single_cert(certs, key)
         .map_err(|e| ConfigError(format!("{}: certificate or key: {e}", cert.display())))?;
     config.send_tls13_tickets = 0;
+    // The server's order of suites decides (testssl: "cipher order
+    // configured"): rustls' order, or TLSCIPHERS' as narrowed above.
+    config.ignore_client_order = true;
     config.session_storage = Arc::new(NoServerSessionStorage {});
     Ok((Arc::new(config), warnings))
 }
