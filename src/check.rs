@@ -331,54 +331,60 @@ fn check_certificate(
         }
         return;
     }
-    match tls::server_config(cert, key, None) {
-        Ok(_) => say(
+    let pairs = match tls::key_pairs(cert, key) {
+        Ok(p) => p,
+        Err(e) => {
+            say(
+                Level::Error,
+                format!(
+                    "{e}: {}",
+                    if smtps {
+                        "with SMTPS every connection is closed before the greeting"
+                    } else {
+                        "STARTTLS would not be offered"
+                    }
+                ),
+            );
+            Vec::new()
+        }
+    };
+    if pairs.len() == 1 {
+        say(
             Level::Ok,
             format!("{}: certificate and key load, and match", cert.display()),
-        ),
-        Err(e) => say(
-            Level::Error,
-            format!(
-                "{e}: {}",
-                if smtps {
-                    "with SMTPS every connection is closed before the greeting"
-                } else {
-                    "STARTTLS would not be offered"
-                }
-            ),
-        ),
+        );
     }
-    match tls::end_entity_certificate(cert).map(|der| validity(&der)) {
-        Ok(Some((_, not_after))) => {
-            let days = (not_after - now).div_euclid(86_400);
-            if not_after <= now {
-                say(
-                    Level::Error,
-                    format!("{}: the certificate has expired", cert.display()),
-                );
-            } else if days < 30 {
-                say(
-                    Level::Warning,
-                    format!(
-                        "{}: the certificate expires in {days} day(s)",
-                        cert.display()
-                    ),
-                );
-            } else {
-                say(
-                    Level::Ok,
-                    format!(
-                        "{}: the certificate is valid for {days} more days",
-                        cert.display()
-                    ),
-                );
+    for p in &pairs {
+        let what = if pairs.len() == 1 {
+            format!("{}: the certificate", cert.display())
+        } else {
+            say(
+                Level::Ok,
+                format!(
+                    "{}: {} key and certificate load, and match (chain of {})",
+                    cert.display(),
+                    p.algorithm,
+                    p.chain_len
+                ),
+            );
+            format!("{}: the {} certificate", cert.display(), p.algorithm)
+        };
+        match validity(&p.leaf) {
+            Some((_, not_after)) => {
+                let days = (not_after - now).div_euclid(86_400);
+                if not_after <= now {
+                    say(Level::Error, format!("{what} has expired"));
+                } else if days < 30 {
+                    say(Level::Warning, format!("{what} expires in {days} day(s)"));
+                } else {
+                    say(Level::Ok, format!("{what} is valid for {days} more days"));
+                }
             }
+            None => say(
+                Level::Warning,
+                format!("{what}: cannot read the certificate's validity"),
+            ),
         }
-        Ok(None) => say(
-            Level::Warning,
-            format!("{}: cannot read the certificate's validity", cert.display()),
-        ),
-        Err(_) => {}
     }
     // The file that holds the private key must not be world-readable.
     let key_file = key.unwrap_or(cert);
@@ -410,104 +416,4 @@ fn check_certificate(
     }
 }
 
-/// A DER element: (tag, contents, rest).
-fn der(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = input.split_first()?;
-    let (&first, mut rest) = rest.split_first()?;
-    let len = if first < 0x80 {
-        usize::from(first)
-    } else {
-        let n = usize::from(first & 0x7f);
-        if n == 0 || n > 4 || rest.len() < n {
-            return None;
-        }
-        let len = rest[..n]
-            .iter()
-            .fold(0usize, |l, &b| (l << 8) | usize::from(b));
-        rest = &rest[n..];
-        len
-    };
-    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
-}
-
-/// A certificate's validity period as Unix times (RFC 5280 §4.1.2.5).
-pub fn validity(cert: &[u8]) -> Option<(i64, i64)> {
-    let (0x30, certificate, _) = der(cert)? else {
-        return None;
-    };
-    let (0x30, tbs, _) = der(certificate)? else {
-        return None;
-    };
-    let mut rest = tbs;
-    // version [0] EXPLICIT, optional
-    let (tag, _, after) = der(rest)?;
-    if tag == 0xa0 {
-        rest = after;
-    }
-    let (_, _, rest) = der(rest)?; // serialNumber
-    let (_, _, rest) = der(rest)?; // signature
-    let (_, _, rest) = der(rest)?; // issuer
-    let (0x30, validity, _) = der(rest)? else {
-        return None;
-    };
-    let (t1, nb, rest) = der(validity)?;
-    let (t2, na, _) = der(rest)?;
-    Some((time(t1, nb)?, time(t2, na)?))
-}
-
-/// UTCTime (`YYMMDDHHMMSSZ`) or GeneralizedTime (`YYYYMMDDHHMMSSZ`).
-fn time(tag: u8, s: &[u8]) -> Option<i64> {
-    let s = std::str::from_utf8(s).ok()?.strip_suffix('Z')?;
-    let (year, rest) = match (tag, s.len()) {
-        (0x17, 12) => {
-            let yy: i64 = s[..2].parse().ok()?;
-            (if yy >= 50 { 1900 + yy } else { 2000 + yy }, &s[2..])
-        }
-        (0x18, 14) => (s[..4].parse().ok()?, &s[4..]),
-        _ => return None,
-    };
-    let n = |i: usize| rest.get(i..i + 2)?.parse::<i64>().ok();
-    let (month, day, hour, min, sec) = (n(0)?, n(2)?, n(4)?, n(6)?, n(8)?);
-    Some(days_from_civil(year, month, day) * 86_400 + hour * 3600 + min * 60 + sec)
-}
-
-/// Days since 1970-01-01 (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn civil_days() {
-        assert_eq!(days_from_civil(1970, 1, 1), 0);
-        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
-        assert_eq!(time(0x17, b"261122115435Z"), Some(1_795_348_475));
-        assert_eq!(time(0x18, b"20261122115435Z"), Some(1_795_348_475));
-        assert_eq!(time(0x17, b"491231235959Z"), Some(2_524_607_999));
-        assert_eq!(time(0x17, b"26112211543Z"), None);
-    }
-
-    #[test]
-    fn der_lengths() {
-        assert_eq!(
-            der(&[0x30, 0x01, 0xff, 0x00]),
-            Some((0x30, &[0xff][..], &[0x00][..]))
-        );
-        assert_eq!(
-            der(&[0x30, 0x81, 0x01, 0xff]),
-            Some((0x30, &[0xff][..], &[][..]))
-        );
-        assert_eq!(der(&[0x30, 0x05, 0xff]), None);
-        assert_eq!(der(&[0x30, 0x80]), None);
-        assert_eq!(validity(&[0x30, 0x00]), None);
-    }
-}
+pub use crate::x509::validity;

@@ -16,3 +16,4 @@ pub mod policy;
 pub mod queue;
 pub mod smtp;
 pub mod tcprules;
+pub mod x509;

@@ -18,8 +18,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use rustls::crypto::aws_lc_rs;
-use rustls::server::NoServerSessionStorage;
-use rustls::{CipherSuite, ProtocolVersion, ServerConnection, SupportedCipherSuite};
+use rustls::server::{ClientHello, NoServerSessionStorage, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls::{
+    CipherSuite, ProtocolVersion, ServerConnection, SignatureAlgorithm, SupportedCipherSuite,
+};
 use rustls_pki_types::pem::{self, PemObject};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -89,8 +92,6 @@ pub fn server_config(
     key: Option<&Path>,
     ciphers: Option<&str>,
 ) -> Result<(Arc<ServerConfig>, Vec<String>), ConfigError> {
-    let (certs, key) = read_pem(cert, key)?;
-
     let mut warnings = Vec::new();
     let mut provider = aws_lc_rs::default_provider();
     if let Some(list) = ciphers {
@@ -106,12 +107,12 @@ pub fn server_config(
             None => warnings.push("cipher list names no usable suite: using the defaults".into()),
         }
     }
+    let keys = certified_keys(cert, key, &provider)?;
     let mut config = ServerConfig::builder_with_provider(Arc::new(provider))
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| ConfigError(format!("TLS settings: {e}")))?
         .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| ConfigError(format!("{}: certificate or key: {e}", cert.display())))?;
+        .with_cert_resolver(Arc::new(ByClient(keys)));
     config.send_tls13_tickets = 0;
     // The server's order of suites decides (testssl: "cipher order
     // configured"): rustls' order, or TLSCIPHERS' as narrowed above.
@@ -164,12 +165,12 @@ fn has_key_section(pem: &[u8]) -> bool {
         })
 }
 
-/// The certificate chain and the private key, each file read once (the
-/// key from the certificate file unless it has its own).
+/// The certificates and the private keys, each file read once (the keys
+/// from the certificate file unless they have their own).
 fn read_pem(
     cert: &Path,
     key: Option<&Path>,
-) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), ConfigError> {
+) -> Result<(Vec<CertificateDer<'static>>, Vec<PrivateKeyDer<'static>>), ConfigError> {
     let cert_pem = read_file(cert, "certificate")?;
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
         .collect::<Result<_, _>>()
@@ -181,15 +182,146 @@ fn read_pem(
         Some(k) => (k, read_file(k, "private key")?),
         None => (cert, cert_pem),
     };
-    let key = PrivateKeyDer::from_pem_slice(&key_pem)
+    let keys: Vec<PrivateKeyDer<'static>> = PrivateKeyDer::pem_slice_iter(&key_pem)
+        .collect::<Result<_, _>>()
         .map_err(|e| pem_error(key_path, "private key", &e))?;
-    Ok((certs, key))
+    if keys.is_empty() {
+        return Err(pem_error(
+            key_path,
+            "private key",
+            &pem::Error::NoItemsFound,
+        ));
+    }
+    Ok((certs, keys))
 }
 
-/// The first (end-entity) certificate in a PEM file, as DER.
-pub fn end_entity_certificate(path: &Path) -> Result<Vec<u8>, ConfigError> {
-    let pem = read_file(path, "certificate")?;
-    first_certificate(&pem, path).map(|c| c.as_ref().to_vec())
+/// One key with its chain, as `--check` reports it.
+pub struct KeyPair {
+    /// `RSA`, `ECDSA`, `ED25519`.
+    pub algorithm: String,
+    /// The end-entity certificate, DER.
+    pub leaf: Vec<u8>,
+    /// Certificates in the chain, the leaf included.
+    pub chain_len: usize,
+}
+
+/// Load, pair and describe the keys of a certificate file (`--check`).
+pub fn key_pairs(cert: &Path, key: Option<&Path>) -> Result<Vec<KeyPair>, ConfigError> {
+    let provider = aws_lc_rs::default_provider();
+    Ok(certified_keys(cert, key, &provider)?
+        .iter()
+        .map(|k| KeyPair {
+            algorithm: format!("{:?}", k.key.algorithm()),
+            leaf: k.cert[0].as_ref().to_vec(),
+            chain_len: k.cert.len(),
+        })
+        .collect())
+}
+
+/// Every private key in the files, each with the chain of the certificate
+/// whose public key matches it, wherever they are in the file (Postfix's
+/// `smtpd_tls_chain_files` allows the same). With one key the chain is
+/// every certificate, its own first and the others in file order (as
+/// before); with several, each chain follows issuer names up from its
+/// leaf. ECDSA and Ed25519 keys come before RSA: [`ByClient`] offers the
+/// first one the client can use.
+fn certified_keys(
+    cert: &Path,
+    key: Option<&Path>,
+    provider: &rustls::crypto::CryptoProvider,
+) -> Result<Vec<Arc<CertifiedKey>>, ConfigError> {
+    let (certs, keys) = read_pem(cert, key)?;
+    let key_path = key.unwrap_or(cert);
+    let several = keys.len() > 1;
+    let mut out = Vec::new();
+    for (n, der) in keys.into_iter().enumerate() {
+        let signing = provider.key_provider.load_private_key(der).map_err(|e| {
+            ConfigError(format!(
+                "{}: private key {}: {e}",
+                key_path.display(),
+                n + 1
+            ))
+        })?;
+        let Some(leaf) = certs.iter().position(|c| {
+            CertifiedKey::new(vec![c.clone()], signing.clone())
+                .keys_match()
+                .is_ok()
+        }) else {
+            return Err(ConfigError(format!(
+                "{}: certificate or key: the {:?} private key{} matches no certificate in {}",
+                cert.display(),
+                signing.algorithm(),
+                if several {
+                    format!(" (number {})", n + 1)
+                } else {
+                    String::new()
+                },
+                cert.display()
+            )));
+        };
+        let order = if several {
+            chain_by_names(&certs, leaf)
+        } else {
+            std::iter::once(leaf)
+                .chain((0..certs.len()).filter(|&i| i != leaf))
+                .collect()
+        };
+        let chain = order.into_iter().map(|i| certs[i].clone()).collect();
+        out.push(Arc::new(CertifiedKey::new(chain, signing)));
+    }
+    out.sort_by_key(|k| k.key.algorithm() == SignatureAlgorithm::RSA);
+    Ok(out)
+}
+
+/// Indices of the chain from `leaf` up: each next certificate is the one
+/// whose subject is the current one's issuer, until a self-issued one or
+/// none is found.
+fn chain_by_names(certs: &[CertificateDer<'_>], leaf: usize) -> Vec<usize> {
+    let mut chain = vec![leaf];
+    while let Some((issuer, subject)) = crate::x509::issuer_subject(&certs[chain[chain.len() - 1]])
+    {
+        if issuer == subject {
+            break;
+        }
+        let next = (0..certs.len()).find(|i| {
+            !chain.contains(i)
+                && crate::x509::issuer_subject(&certs[*i]).is_some_and(|(_, s)| s == issuer)
+        });
+        match next {
+            Some(i) => chain.push(i),
+            None => break,
+        }
+    }
+    chain
+}
+
+/// Picks, per ClientHello, the first key (ECDSA and Ed25519 before RSA)
+/// the client can verify: one of its signature schemes fits the key, and
+/// it offers TLS 1.3 or a TLS 1.2 suite for that kind of key. A client
+/// that fits none gets the last (RSA if there is one), and the handshake
+/// says why it fails.
+#[derive(Debug)]
+struct ByClient(Vec<Arc<CertifiedKey>>);
+
+impl ResolvesServerCert for ByClient {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let suites = hello.cipher_suites();
+        let named = |prefix: &str| {
+            suites
+                .iter()
+                .any(|s| s.as_str().is_some_and(|n| n.starts_with(prefix)))
+        };
+        let tls13 = named("TLS13_");
+        let fits = |k: &&Arc<CertifiedKey>| {
+            k.key.choose_scheme(hello.signature_schemes()).is_some()
+                && (tls13
+                    || match k.key.algorithm() {
+                        SignatureAlgorithm::RSA => named("TLS_ECDHE_RSA_"),
+                        _ => named("TLS_ECDHE_ECDSA_"),
+                    })
+        };
+        self.0.iter().find(fits).or(self.0.last()).cloned()
+    }
 }
 
 /// The first certificate in `pem` (the text of `path`). Only that section
