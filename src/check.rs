@@ -232,8 +232,10 @@ pub fn check(env: &Env, invocation: &Invocation, opts: &Options, now: i64) -> Ve
         account.as_ref(),
         now,
         smtps,
+        None,
         &mut say,
     );
+    check_sni_certificates(&control, account.as_ref(), now, &mut say);
     let client = control.join("clientcert.pem");
     if let (Ok(a), Ok(b)) = (std::fs::canonicalize(&client), std::fs::canonicalize(&cert)) {
         if a == b {
@@ -306,12 +308,69 @@ impl Account {
     }
 }
 
+/// Every `control/servercerts/<name>/servercert.pem`: its name must be a
+/// lower-case host name (else it is never used), and its file is checked
+/// as the default certificate is.
+fn check_sni_certificates(
+    control: &Path,
+    account: Option<&Account>,
+    now: i64,
+    say: &mut impl FnMut(Level, String),
+) {
+    let dir = control.join("servercerts");
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+        Err(e) => {
+            say(
+                Level::Error,
+                format!("{}: {e}: SNI certificates are not used", dir.display()),
+            );
+            return;
+        }
+    };
+    let mut names: Vec<_> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.file_name())
+        .collect();
+    names.sort();
+    for name in names {
+        let bytes = std::os::unix::ffi::OsStrExt::as_bytes(name.as_os_str());
+        let path = dir.join(&name).join("servercert.pem");
+        match crate::sni::dir_name(bytes) {
+            Some(lower) if lower.as_bytes() == bytes => {
+                say(Level::Ok, format!("SNI name {lower}: {}", path.display()));
+                if path.exists() {
+                    let impact = format!("clients asking for {lower} get the default certificate");
+                    check_certificate(&path, None, account, now, false, Some(&impact), say);
+                } else {
+                    say(
+                        Level::Warning,
+                        format!(
+                            "{} does not exist: clients asking for {lower} get the default certificate",
+                            path.display()
+                        ),
+                    );
+                }
+            }
+            _ => say(
+                Level::Warning,
+                format!(
+                    "{}: not a lower-case host name, so never used for SNI",
+                    dir.join(&name).display()
+                ),
+            ),
+        }
+    }
+}
+
 fn check_certificate(
     cert: &Path,
     key: Option<&Path>,
     account: Option<&Account>,
     now: i64,
     smtps: bool,
+    impact: Option<&str>,
     say: &mut impl FnMut(Level, String),
 ) {
     if !cert.exists() {
@@ -338,11 +397,11 @@ fn check_certificate(
                 Level::Error,
                 format!(
                     "{e}: {}",
-                    if smtps {
+                    impact.unwrap_or(if smtps {
                         "with SMTPS every connection is closed before the greeting"
                     } else {
                         "STARTTLS would not be offered"
-                    }
+                    })
                 ),
             );
             Vec::new()
@@ -406,9 +465,10 @@ fn check_certificate(
                 say(
                     Level::Error,
                     format!(
-                        "{} is not readable by {}: STARTTLS would not be offered",
+                        "{} is not readable by {}: {}",
                         path.display(),
-                        acc.name
+                        acc.name,
+                        impact.unwrap_or("STARTTLS would not be offered")
                     ),
                 );
             }

@@ -257,6 +257,7 @@ pub fn load(env: &Env, invocation: &Invocation) -> Result<Settings, StartupError
 
     let (cert, key) = tls_paths(env, &dir);
     let tls_source = TlsSource {
+        control: dir.clone(),
         cert,
         key,
         ciphers: match env.get("TLSCIPHERS").filter(|v| !v.is_empty()) {
@@ -379,6 +380,8 @@ fn open_cdb(path: &Path) -> Result<Option<cdb::CDB>, ControlError> {
 /// Where the TLS certificate, key and cipher list come from.
 #[derive(Debug, Clone)]
 pub struct TlsSource {
+    /// The control directory (`servercerts/`, client-certificate files).
+    pub control: PathBuf,
     /// `TLS_SERVER_CERT`, else `control/servercert.pem` (chain and key).
     pub cert: PathBuf,
     /// `TLS_SERVER_KEY`: the key in a file of its own.
@@ -425,6 +428,36 @@ impl ControlLookups {
             })
             .clone()
     }
+}
+
+impl ControlLookups {
+    /// The TLS configuration for SNI name `name`, from
+    /// `control/servercerts/<name>/servercert.pem`: `None` (the default
+    /// certificate) when the name is not a host name, has no directory,
+    /// or its file is unusable (logged).
+    pub fn sni_config(&self, name: &str) -> Option<Arc<tls::ServerConfig>> {
+        let src = &self.tls_source;
+        let path = sni_cert_path(&src.control, name.as_bytes())?;
+        if !path.exists() {
+            return None;
+        }
+        match tls::server_config(&path, None, src.ciphers.as_deref()) {
+            Ok((config, _)) => Some(config),
+            Err(e) => {
+                log::line(&format!(
+                    "TLS: SNI name {name}: {e}: using the default certificate"
+                ));
+                None
+            }
+        }
+    }
+}
+
+/// `control/servercerts/<name>/servercert.pem` for an SNI name that is a
+/// host name (lower-cased); `None` for anything else.
+pub fn sni_cert_path(control: &Path, name: &[u8]) -> Option<PathBuf> {
+    let dir = crate::sni::dir_name(name)?;
+    Some(control.join("servercerts").join(dir).join("servercert.pem"))
 }
 
 impl Lookups for ControlLookups {

@@ -15,5 +15,6 @@ pub mod log;
 pub mod policy;
 pub mod queue;
 pub mod smtp;
+pub mod sni;
 pub mod tcprules;
 pub mod x509;

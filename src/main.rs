@@ -118,7 +118,7 @@ fn startup_link(env: &Env) -> Option<Transport> {
             return None;
         }
     };
-    match t.start_tls(config) {
+    match t.start_tls(config, &|_| None) {
         Ok(_) => Some(t),
         Err(e) => {
             log::line(&format!("TLS handshake failed: {e}"));
@@ -207,11 +207,12 @@ fn queue_env(info: &TlsInfo) -> Vec<(String, Option<Vec<u8>>)> {
 /// Handshake on the link; on success tell the session. `None`: the
 /// connection is over (the reason is logged).
 fn start_tls(session: &mut Session<ControlLookups>, transport: &mut Transport) -> Option<TlsInfo> {
-    let Some(config) = session.lookups().tls_config() else {
+    let lookups = session.lookups();
+    let Some(config) = lookups.tls_config() else {
         log::line("TLS required before the greeting (SMTPS) but not available: closing");
         return None;
     };
-    match transport.start_tls(config) {
+    match transport.start_tls(config, &|name| lookups.sni_config(name)) {
         Ok(info) => {
             session.tls_started(format!("{} {}", info.version, info.cipher));
             Some(info)

@@ -308,3 +308,119 @@ fn check_lists_every_key_of_a_dual_file() {
     assert!(out.contains("the ECDSA certificate is valid for "), "{out}");
     assert!(out.contains("the RSA certificate is valid for "), "{out}");
 }
+
+#[test]
+fn sni_picks_the_certificate_of_the_name_else_the_default() {
+    let tmp = Scratch::new("sni");
+    let (c, k) = self_signed(&tmp.0, "p256", "mail.example.org");
+    let named = c + &k;
+    let (evil_c, evil_k) = self_signed(&tmp.0, "p256", "evil");
+    let evil = evil_c + &evil_k;
+    for smtps in [false, true] {
+        let mut setup = Setup::new("sni").cert();
+        if smtps {
+            setup = setup.env("SMTPS", "1");
+        }
+        let srv = setup.start();
+        // Files are read per connection: they can come after the start.
+        put(
+            &srv.dir,
+            "servercerts/mail.example.org/servercert.pem",
+            &named,
+        );
+        put(&srv.dir, "servercerts/x/.keep", "");
+        put(
+            &srv.dir,
+            "servercerts/broken.example/servercert.pem",
+            "garbage\n",
+        );
+        // Where hostile names would lead if they reached the file system.
+        put(&srv.dir, "evil/servercert.pem", &evil);
+        put(&srv.dir, "servercerts/evil/servercert.pem", &evil);
+        let cn = |args: &[&str]| {
+            let out = handshake(&srv, smtps, args);
+            assert!(brief(&out, "Ciphersuite").is_some(), "{args:?}: {out}");
+            brief(&out, "Peer certificate").map(str::to_string).unwrap()
+        };
+        for name in ["mail.example.org", "MAIL.Example.ORG"] {
+            assert_eq!(cn(&["-servername", name]), "CN = mail.example.org");
+        }
+        // A miss, no name, a broken file, and a name rustls takes but that
+        // is not a host name: the default certificate.
+        for args in [
+            &["-servername", "other.example"][..],
+            &["-noservername"],
+            &["-servername", "broken.example"],
+            &["-servername", "under_score.example"],
+            &["-servername", "x"],
+        ] {
+            assert_eq!(cn(args), "CN = mx.test", "{args:?}");
+        }
+        // Names with slashes or empty labels: rustls ends the handshake
+        // with illegal_parameter (RFC 6066) before our code sees them.
+        for name in [
+            "../evil",
+            "x/../evil",
+            "evil/",
+            "x/../mail.example.org",
+            "..",
+        ] {
+            let out = handshake(&srv, smtps, &["-servername", name]);
+            assert!(brief(&out, "Ciphersuite").is_none(), "{name}: {out}");
+            assert!(!out.contains("CN = evil"), "{name}: {out}");
+        }
+        let log = srv.stderr_log();
+        assert!(
+            log.contains("TLS: SNI name broken.example: ")
+                && log.contains("using the default certificate"),
+            "{log}"
+        );
+    }
+}
+
+#[test]
+fn check_lists_and_verifies_sni_certificates() {
+    let tmp = Scratch::new("check-sni");
+    let (c, k) = self_signed(&tmp.0, "p256", "mail.example.org");
+    let (other_c, _) = self_signed(&tmp.0, "p256", "other");
+    let h = home(
+        &tmp,
+        &[
+            ("servercert.pem", &(c.clone() + &k)),
+            ("servercerts/mail.example.org/servercert.pem", &(c + &k)),
+            ("servercerts/bad.example/servercert.pem", &(other_c + &k)),
+            ("servercerts/Upper.Example/servercert.pem", "x"),
+        ],
+    );
+    let (code, out) = check(&h);
+    assert_eq!(code, 1, "{out}");
+    let line =
+        |start: &str, has: &str| out.lines().any(|l| l.starts_with(start) && l.contains(has));
+    assert!(line("ok: SNI name mail.example.org", ""), "{out}");
+    assert!(
+        line(
+            "ok: ",
+            "servercerts/mail.example.org/servercert.pem: certificate and key load, and match"
+        ),
+        "{out}"
+    );
+    assert!(
+        line("error: ", "servercerts/bad.example/servercert.pem")
+            && line(
+                "error: ",
+                "clients asking for bad.example get the default certificate"
+            ),
+        "{out}"
+    );
+    assert!(
+        line("warning: ", "Upper.Example: not a lower-case host name"),
+        "{out}"
+    );
+}
+
+/// Write `control/<rel>` below `home`, making its directories.
+fn put(home: &Path, rel: &str, text: &str) {
+    let p = home.join("control").join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, text).unwrap();
+}

@@ -18,7 +18,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use rustls::crypto::aws_lc_rs;
-use rustls::server::{ClientHello, NoServerSessionStorage, ResolvesServerCert};
+use rustls::server::AcceptedAlert;
+use rustls::server::{Acceptor, ClientHello, NoServerSessionStorage, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::{
     CipherSuite, ProtocolVersion, ServerConnection, SignatureAlgorithm, SupportedCipherSuite,
@@ -421,6 +422,15 @@ fn choose_suites(
     (Some(chosen), ignored)
 }
 
+/// Send the alert for a failed ClientHello (best effort) and say why.
+fn send_alert(fd: &mut FdTransport, mut alert: AcceptedAlert, e: &rustls::Error) -> HandshakeError {
+    let mut out = Vec::new();
+    if alert.write_all(&mut out).is_ok() && !out.is_empty() {
+        let _ = fd.write_all(&out);
+    }
+    HandshakeError::Tls(e.to_string())
+}
+
 /// Reads fd 0 for rustls, each read bounded by the transport's timeout.
 struct FdReader<'a>(&'a mut FdTransport);
 
@@ -450,13 +460,35 @@ pub struct TlsTransport {
 }
 
 impl TlsTransport {
-    /// Run the server side of the handshake on `fd`. On failure, the alert
-    /// rustls prepared (if any) has been sent.
+    /// Run the server side of the handshake on `fd`, with `config`, or
+    /// with what `by_name` gives for the client's SNI name (`None`: the
+    /// default). On failure, the alert rustls prepared (if any) has been
+    /// sent.
     pub fn handshake(
-        fd: FdTransport,
+        mut fd: FdTransport,
         config: Arc<ServerConfig>,
+        by_name: &dyn Fn(&str) -> Option<Arc<ServerConfig>>,
     ) -> Result<(TlsTransport, TlsInfo), HandshakeError> {
-        let conn = ServerConnection::new(config).map_err(|e| HandshakeError::Tls(e.to_string()))?;
+        // The ClientHello first, so the certificate for its name is
+        // loaded here, in our own code, and only that one.
+        let mut acceptor = Acceptor::default();
+        let accepted = loop {
+            match acceptor.read_tls(&mut FdReader(&mut fd)) {
+                Ok(0) => return Err(HandshakeError::Eof),
+                Ok(_) => {}
+                Err(e) => return Err(HandshakeError::Io(from_io(e))),
+            }
+            match acceptor.accept() {
+                Ok(Some(a)) => break a,
+                Ok(None) => {}
+                Err((e, alert)) => return Err(send_alert(&mut fd, alert, &e)),
+            }
+        };
+        let server_name = accepted.client_hello().server_name().map(str::to_string);
+        let chosen = server_name.as_deref().and_then(by_name).unwrap_or(config);
+        let conn = accepted
+            .into_connection(chosen)
+            .map_err(|(e, alert)| send_alert(&mut fd, alert, &e))?;
         let mut t = TlsTransport {
             fd,
             conn,
