@@ -284,6 +284,7 @@ pub fn load(env: &Env, invocation: &Invocation) -> Result<Settings, StartupError
             tls_source,
             tls_config: OnceLock::new(),
             tls_files: OnceLock::new(),
+            client_relay: OnceLock::new(),
             cram_host,
             challenges: std::cell::Cell::new(0),
         },
@@ -401,6 +402,8 @@ pub struct ControlLookups {
     tls_config: OnceLock<Option<Arc<tls::ServerConfig>>>,
     /// Whether the PEM files hold a certificate and a key (checked once).
     tls_files: OnceLock<bool>,
+    /// Client-certificate relaying, loaded with the TLS configuration.
+    client_relay: OnceLock<Option<ClientRelay>>,
     /// The host name in CRAM-MD5 challenges.
     cram_host: Vec<u8>,
     /// Challenges made so far (part of each, so none repeats).
@@ -413,7 +416,9 @@ impl ControlLookups {
         self.tls_config
             .get_or_init(|| {
                 let src = &self.tls_source;
-                match tls::server_config(&src.cert, src.key.as_deref(), src.ciphers.as_deref()) {
+                let ca = self.client_relay().map(|r| &r.auth);
+                match tls::server_config(&src.cert, src.key.as_deref(), src.ciphers.as_deref(), ca)
+                {
                     Ok((config, warnings)) => {
                         for w in warnings {
                             log::line(&format!("warning: TLS: {w}"));
@@ -430,7 +435,54 @@ impl ControlLookups {
     }
 }
 
+/// Relaying for client certificates: the CAs (and CRLs) that verify
+/// them, and the addresses of `control/tlsclients`.
+pub struct ClientRelay {
+    pub auth: tls::ClientAuth,
+    pub tlsclients: NameSet,
+}
+
+/// The client-certificate files below `control`: `tlsclients`,
+/// `clientca.pem`, `clientcrl.pem`.
+pub fn client_relay_paths(control: &Path) -> [PathBuf; 3] {
+    ["tlsclients", "clientca.pem", "clientcrl.pem"].map(|f| control.join(f))
+}
+
+/// Load client-certificate relaying: `Ok(None)` unless both `tlsclients`
+/// and `clientca.pem` exist; `clientcrl.pem` is used when it exists.
+pub fn load_client_relay(control: &Path) -> Result<Option<ClientRelay>, String> {
+    let [clients, ca, crl] = client_relay_paths(control);
+    if !ca.exists() {
+        return Ok(None);
+    }
+    let Some(lines) = read_lines(&clients).map_err(|e| e.to_string())? else {
+        return Ok(None);
+    };
+    let crl = crl.exists().then_some(crl.as_path());
+    let auth = tls::ClientAuth::load(&ca, crl).map_err(|e| e.to_string())?;
+    Ok(Some(ClientRelay {
+        auth,
+        tlsclients: NameSet::new(lines),
+    }))
+}
+
 impl ControlLookups {
+    /// Client-certificate relaying, if configured and usable (a problem
+    /// is logged once; then no certificate is asked for).
+    pub fn client_relay(&self) -> Option<&ClientRelay> {
+        self.client_relay
+            .get_or_init(|| match load_client_relay(&self.tls_source.control) {
+                Ok(r) => r,
+                Err(e) => {
+                    log::line(&format!(
+                        "client certificates not asked for (no relaying by certificate): {e}"
+                    ));
+                    None
+                }
+            })
+            .as_ref()
+    }
+
     /// The TLS configuration for SNI name `name`, from
     /// `control/servercerts/<name>/servercert.pem`: `None` (the default
     /// certificate) when the name is not a host name, has no directory,
@@ -441,7 +493,8 @@ impl ControlLookups {
         if !path.exists() {
             return None;
         }
-        match tls::server_config(&path, None, src.ciphers.as_deref()) {
+        let ca = self.client_relay().map(|r| &r.auth);
+        match tls::server_config(&path, None, src.ciphers.as_deref(), ca) {
             Ok((config, _)) => Some(config),
             Err(e) => {
                 log::line(&format!(

@@ -5,6 +5,7 @@
 #![deny(unsafe_code)]
 
 pub mod auth;
+pub mod certrelay;
 pub mod check;
 pub mod checkpassword;
 pub mod child;

@@ -424,3 +424,336 @@ fn put(home: &Path, rel: &str, text: &str) {
     std::fs::create_dir_all(p.parent().unwrap()).unwrap();
     std::fs::write(p, text).unwrap();
 }
+
+// ---- Client certificates --------------------------------------------
+
+const CA_CONF: &str = "[ca]
+default_ca = ca_default
+[ca_default]
+dir = .
+database = index.txt
+new_certs_dir = .
+serial = serial
+crlnumber = crlnumber
+certificate = ca.pem
+private_key = ca.key
+default_md = sha256
+default_days = 30
+default_crl_days = 30
+policy = any
+x509_extensions = client
+unique_subject = no
+[any]
+commonName = supplied
+emailAddress = optional
+[client]
+basicConstraints = CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = clientAuth
+[client_san]
+basicConstraints = CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = clientAuth
+subjectAltName = email:alt@example.org
+[server_only]
+basicConstraints = CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = serverAuth
+";
+
+/// A test CA in its own directory, made with `openssl ca`.
+struct Ca {
+    dir: std::path::PathBuf,
+}
+
+impl Ca {
+    fn new(parent: &Path, name: &str) -> Ca {
+        let dir = parent.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("ca.cnf"), CA_CONF).unwrap();
+        std::fs::write(dir.join("index.txt"), "").unwrap();
+        std::fs::write(dir.join("serial"), "01\n").unwrap();
+        std::fs::write(dir.join("crlnumber"), "01\n").unwrap();
+        let subj = format!("/CN=Test {name}");
+        let mut args = vec!["req", "-x509", "-nodes", "-days", "30"];
+        args.extend(key_options("p256"));
+        args.extend([
+            "-subj",
+            &subj,
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        ]);
+        openssl(&dir, &args);
+        Ca { dir }
+    }
+
+    fn pem(&self) -> String {
+        std::fs::read_to_string(self.dir.join("ca.pem")).unwrap()
+    }
+
+    /// Issue a client certificate: returns the paths of its certificate
+    /// and key. `extra` goes to `openssl ca` (dates, extensions).
+    fn issue(&self, name: &str, subj: &str, extra: &[&str]) -> (String, String) {
+        let (csr, key, pem) = (
+            format!("{name}.csr"),
+            format!("{name}.key"),
+            format!("{name}.pem"),
+        );
+        let mut args = vec!["req", "-new", "-nodes"];
+        args.extend(key_options("p256"));
+        args.extend(["-subj", subj, "-keyout", &key, "-out", &csr]);
+        openssl(&self.dir, &args);
+        let mut args = vec![
+            "ca", "-batch", "-notext", "-config", "ca.cnf", "-in", &csr, "-out", &pem,
+        ];
+        args.extend_from_slice(extra);
+        openssl(&self.dir, &args);
+        let path = |f: &str| self.dir.join(f).to_str().unwrap().to_string();
+        (path(&pem), path(&key))
+    }
+
+    fn revoke(&self, cert: &str) {
+        openssl(&self.dir, &["ca", "-config", "ca.cnf", "-revoke", cert]);
+    }
+
+    fn crl(&self) -> String {
+        openssl(
+            &self.dir,
+            &["ca", "-config", "ca.cnf", "-gencrl", "-out", "crl.pem"],
+        );
+        std::fs::read_to_string(self.dir.join("crl.pem")).unwrap()
+    }
+}
+
+/// A session with Python's ssl presenting `cert` (`None`: no
+/// certificate), STARTTLS or SMTPS: the RCPT reply for `rcpt`, then DATA
+/// if it was accepted. Returns "<code> <text>" of the RCPT.
+fn python_rcpt(srv: &Server, smtps: bool, cert: Option<&(String, String)>, rcpt: &str) -> String {
+    let load = match cert {
+        Some((c, k)) => format!("ctx.load_cert_chain({c:?}, {k:?})"),
+        None => String::new(),
+    };
+    let connect = if smtps {
+        format!(
+            "s = smtplib.SMTP_SSL('127.0.0.1', {}, context=ctx, timeout=20)",
+            srv.port
+        )
+    } else {
+        format!(
+            "s = smtplib.SMTP('127.0.0.1', {}, timeout=20)\ns.starttls(context=ctx)",
+            srv.port
+        )
+    };
+    common::python(&format!(
+        "import smtplib, ssl
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+{load}
+{connect}
+s.ehlo('client.test')
+s.mail('a@sender.test')
+code, msg = s.rcpt({rcpt:?})
+print(code, msg.decode())
+if code == 250:
+    s.data(b'Subject: t\\r\\n\\r\\nhi\\r\\n')
+s.quit()
+"
+    ))
+    .trim()
+    .to_string()
+}
+
+const NO_CERT_RELAY: &str = "553 5.7.1 sorry, that domain isn't in my list of allowed rcpthosts; no valid cert for gatewaying: ";
+
+#[test]
+fn client_certificates_relay_only_when_verified_and_listed() {
+    let tmp = Scratch::new("clientcert");
+    let ca = Ca::new(&tmp.0, "ca1");
+    let foreign = Ca::new(&tmp.0, "ca2");
+    let listed = ca.issue("listed", "/CN=client/emailAddress=Relay@Example.ORG", &[]);
+    let san = ca.issue("san", "/CN=san client", &["-extensions", "client_san"]);
+    let unlisted = ca.issue("unlisted", "/CN=x/emailAddress=other@example.org", &[]);
+    let no_email = ca.issue("noemail", "/CN=no email", &[]);
+    let revoked = ca.issue("revoked", "/CN=r/emailAddress=relay@example.org", &[]);
+    ca.revoke(&revoked.0);
+    let expired = ca.issue(
+        "expired",
+        "/CN=e/emailAddress=relay@example.org",
+        &[
+            "-startdate",
+            "20200101000000Z",
+            "-enddate",
+            "20200201000000Z",
+        ],
+    );
+    let server_only = ca.issue(
+        "serveronly",
+        "/CN=s/emailAddress=relay@example.org",
+        &["-extensions", "server_only"],
+    );
+    let stranger = foreign.issue("stranger", "/CN=f/emailAddress=relay@example.org", &[]);
+
+    let srv = Setup::new("clientcert")
+        .cert()
+        .record_env()
+        .control("clientca.pem", &ca.pem())
+        .control("clientcrl.pem", &ca.crl())
+        .control("tlsclients", "relay@example.org\nalt@example.org\n")
+        .start();
+    let far = "x@elsewhere.test";
+    assert_eq!(python_rcpt(&srv, false, Some(&listed), far), "250 2.1.5 ok");
+    assert_eq!(python_rcpt(&srv, false, Some(&san), far), "250 2.1.5 ok");
+    for (cert, why) in [
+        (Some(&unlisted), "email address not in tlsclients"),
+        (Some(&no_email), "no email address in the certificate"),
+        (None, "no certificate"),
+        (
+            Some(&stranger),
+            "not verified: invalid peer certificate: UnknownIssuer",
+        ),
+        (
+            Some(&revoked),
+            "not verified: invalid peer certificate: Revoked",
+        ),
+        (
+            Some(&expired),
+            "not verified: invalid peer certificate: certificate expired",
+        ),
+        (
+            Some(&server_only),
+            "not verified: invalid peer certificate: ",
+        ),
+    ] {
+        let r = python_rcpt(&srv, false, cert, far);
+        assert!(
+            r.starts_with(&format!("{NO_CERT_RELAY}{why}")),
+            "{cert:?}: {r}"
+        );
+        // Our own domains are accepted whatever the certificate.
+        let r = python_rcpt(&srv, false, cert, "u@example.org");
+        assert_eq!(r, "250 2.1.5 ok", "{cert:?}");
+    }
+    let q = srv.queued();
+    assert!(
+        q[0].0.contains(" with ESMTPS (TLSv1.3 TLS13_")
+            && q[0].0.contains(")\n  (cert Relay@Example.ORG); "),
+        "{}",
+        q[0].0
+    );
+    assert!(
+        q[1].0.contains("\n  (cert alt@example.org); "),
+        "{}",
+        q[1].0
+    );
+    assert!(!q[2].0.contains("(cert "), "{}", q[2].0);
+    let env = std::fs::read_to_string(srv.dir.join("queue/tls-env")).unwrap();
+    assert!(
+        env.contains("TLS_CLIENT_EMAIL=Relay@Example.ORG\n"),
+        "{env}"
+    );
+    assert_eq!(env.matches("TLS_CLIENT_EMAIL=").count(), 2, "{env}");
+    // One log line per TLS session (16 sessions, plus none for the probe).
+    let log = srv.stderr_log();
+    assert_eq!(log.matches(": client certificate: ").count(), 16, "{log}");
+    assert!(
+        log.contains("client certificate: relaying allowed for \"Relay@Example.ORG\""),
+        "{log}"
+    );
+    assert!(log.contains(" cert=\"Relay@Example.ORG\""), "{log}");
+
+    // SMTPS, and swaks.
+    let srv = Setup::new("clientcert-smtps")
+        .cert()
+        .env("SMTPS", "1")
+        .control("clientca.pem", &ca.pem())
+        .control("tlsclients", "relay@example.org\n")
+        .start();
+    assert_eq!(python_rcpt(&srv, true, Some(&listed), far), "250 2.1.5 ok");
+    let r = python_rcpt(&srv, true, Some(&stranger), far);
+    assert!(
+        r.starts_with(&format!("{NO_CERT_RELAY}not verified: ")),
+        "{r}"
+    );
+    let o = srv.swaks(&[
+        "--tls-on-connect",
+        "--tls-cert",
+        &listed.0,
+        "--tls-key",
+        &listed.1,
+        "--to",
+        far,
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = srv.swaks(&["--tls-on-connect", "--to", far]);
+    assert!(
+        text(&o).contains(&format!("{NO_CERT_RELAY}no certificate")),
+        "{}",
+        text(&o)
+    );
+    let srv = Setup::new("clientcert-swaks")
+        .cert()
+        .control("clientca.pem", &ca.pem())
+        .control("tlsclients", "relay@example.org\n")
+        .start();
+    let o = srv.swaks(&[
+        "--tls",
+        "--tls-cert",
+        &listed.0,
+        "--tls-key",
+        &listed.1,
+        "--to",
+        far,
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(srv.queued().len(), 1);
+}
+
+#[test]
+fn a_certificate_is_asked_for_only_with_tlsclients_and_clientca() {
+    let tmp = Scratch::new("certreq");
+    let ca = Ca::new(&tmp.0, "ca1");
+    let listed = ca.issue("listed", "/CN=client/emailAddress=relay@example.org", &[]);
+    let asks = |files: &[(&'static str, &str)]| {
+        let mut setup = Setup::new("certreq").cert();
+        for (f, t) in files {
+            setup = setup.control(f, t);
+        }
+        let srv = setup.start();
+        let o = Command::new("openssl")
+            .args(["s_client", "-starttls", "smtp", "-connect", &srv.addr()])
+            .args(["-cert", &listed.0, "-key", &listed.1])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let out = text(&o);
+        assert!(
+            out.contains("Cipher is") || out.contains("Ciphersuite"),
+            "{out}"
+        );
+        if out.contains("No client certificate CA names sent") {
+            false
+        } else {
+            assert!(
+                out.contains("Acceptable client certificate CA names"),
+                "{out}"
+            );
+            assert!(out.contains("CN = Test ca1"), "{out}");
+            true
+        }
+    };
+    let ca_pem = ca.pem();
+    assert!(asks(&[("clientca.pem", &ca_pem), ("tlsclients", "a@b\n")]));
+    assert!(!asks(&[("clientca.pem", &ca_pem)]));
+    assert!(!asks(&[("tlsclients", "a@b\n")]));
+    assert!(!asks(&[]));
+    // A broken clientca.pem: no request, TLS still works, logged.
+    assert!(!asks(&[
+        ("clientca.pem", "junk\n"),
+        ("tlsclients", "a@b\n")
+    ]));
+}

@@ -15,12 +15,19 @@
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::aws_lc_rs;
 use rustls::server::AcceptedAlert;
+use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{Acceptor, ClientHello, NoServerSessionStorage, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
+use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
+use rustls_pki_types::{CertificateRevocationListDer, UnixTime};
+
+use crate::certrelay::ClientCert;
 use rustls::{
     CipherSuite, ProtocolVersion, ServerConnection, SignatureAlgorithm, SupportedCipherSuite,
 };
@@ -88,10 +95,13 @@ fn pem_error(path: &Path, what: &str, e: &pem::Error) -> ConfigError {
 /// Build the server configuration from the certificate chain (and the key,
 /// unless `key` names a file of its own) and an optional cipher list in
 /// OpenSSL or rustls spelling. Returns warnings worth logging.
+/// With `client_auth`, the handshake asks for an optional client
+/// certificate and records what it shows (see [`ClientAuth`]).
 pub fn server_config(
     cert: &Path,
     key: Option<&Path>,
     ciphers: Option<&str>,
+    client_auth: Option<&ClientAuth>,
 ) -> Result<(Arc<ServerConfig>, Vec<String>), ConfigError> {
     let mut warnings = Vec::new();
     let mut provider = aws_lc_rs::default_provider();
@@ -109,17 +119,177 @@ pub fn server_config(
         }
     }
     let keys = certified_keys(cert, key, &provider)?;
-    let mut config = ServerConfig::builder_with_provider(Arc::new(provider))
+    let builder = ServerConfig::builder_with_provider(Arc::new(provider))
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| ConfigError(format!("TLS settings: {e}")))?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(ByClient(keys)));
+        .map_err(|e| ConfigError(format!("TLS settings: {e}")))?;
+    let builder = match client_auth {
+        Some(ca) => builder.with_client_cert_verifier(ca.0.clone()),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_cert_resolver(Arc::new(ByClient(keys)));
     config.send_tls13_tickets = 0;
     // The server's order of suites decides (testssl: "cipher order
     // configured"): rustls' order, or TLSCIPHERS' as narrowed above.
     config.ignore_client_order = true;
     config.session_storage = Arc::new(NoServerSessionStorage {});
     Ok((Arc::new(config), warnings))
+}
+
+/// Client certificates for relaying (`control/clientca.pem`, optional
+/// `control/clientcrl.pem`): the handshake sends a CertificateRequest
+/// naming the CAs, the client may answer with no certificate, and a
+/// certificate that does not verify never fails the handshake: the
+/// verifier records the outcome instead of refusing, and
+/// [`ClientAuth::outcome`] tells it after the handshake.
+pub struct ClientAuth(Arc<RecordingVerifier>);
+
+impl ClientAuth {
+    /// Load the CA certificates and the CRLs.
+    pub fn load(ca: &Path, crl: Option<&Path>) -> Result<ClientAuth, ConfigError> {
+        let pem = read_file(ca, "CA certificate")?;
+        let cas: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
+            .collect::<Result<_, _>>()
+            .map_err(|e| pem_error(ca, "CA certificate", &e))?;
+        let mut roots = RootCertStore::empty();
+        let (added, ignored) = roots.add_parsable_certificates(cas);
+        if added == 0 {
+            return Err(ConfigError(format!(
+                "{}: no usable CA certificate{}",
+                ca.display(),
+                if ignored > 0 { " (none parses)" } else { "" }
+            )));
+        }
+        let mut crls = Vec::new();
+        if let Some(path) = crl {
+            let pem = read_file(path, "CRL")?;
+            crls = CertificateRevocationListDer::pem_slice_iter(&pem)
+                .collect::<Result<_, _>>()
+                .map_err(|e| pem_error(path, "CRL", &e))?;
+            if crls.is_empty() {
+                return Err(ConfigError(format!("{}: no CRL found", path.display())));
+            }
+        }
+        let inner = WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            Arc::new(aws_lc_rs::default_provider()),
+        )
+        .with_crls(crls)
+        // A CA without a CRL in the file is not a reason to refuse.
+        .allow_unknown_revocation_status()
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| {
+            ConfigError(format!(
+                "{}{}: {e}",
+                ca.display(),
+                crl.map(|c| format!(" or {}", c.display()))
+                    .unwrap_or_default()
+            ))
+        })?;
+        Ok(ClientAuth(Arc::new(RecordingVerifier {
+            inner,
+            outcome: Mutex::new(None),
+        })))
+    }
+
+    /// What the client showed in the handshake that used this.
+    pub fn outcome(&self) -> ClientCert {
+        self.0
+            .outcome
+            .lock()
+            .map_or(None, |o| o.clone())
+            .unwrap_or(ClientCert::None)
+    }
+}
+
+/// webpki's client verifier, with its verdict recorded instead of
+/// enforced: many MTAs present some certificate when asked, and a failed
+/// handshake would lose their mail. Nothing trusts a certificate on the
+/// handshake's success alone; only a recorded `Verified` grants anything.
+#[derive(Debug)]
+struct RecordingVerifier {
+    inner: Arc<dyn ClientCertVerifier>,
+    outcome: Mutex<Option<ClientCert>>,
+}
+
+impl RecordingVerifier {
+    fn record(&self, c: ClientCert) {
+        if let Ok(mut o) = self.outcome.lock() {
+            *o = Some(c);
+        }
+    }
+
+    /// A failed signature undoes a `Verified`: the client does not hold
+    /// the certificate's key.
+    fn signature(
+        &self,
+        r: Result<HandshakeSignatureValid, rustls::Error>,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        if let Err(e) = r {
+            let verified = matches!(
+                self.outcome.lock().as_deref(),
+                Ok(Some(ClientCert::Verified(_)))
+            );
+            if verified {
+                self.record(ClientCert::NotVerified(format!("bad signature: {e}")));
+            }
+        }
+        Ok(HandshakeSignatureValid::assertion())
+    }
+}
+
+impl ClientCertVerifier for RecordingVerifier {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.record(
+            match self
+                .inner
+                .verify_client_cert(end_entity, intermediates, now)
+            {
+                Ok(_) => ClientCert::Verified(end_entity.as_ref().to_vec()),
+                Err(e) => ClientCert::NotVerified(e.to_string()),
+            },
+        );
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.signature(self.inner.verify_tls12_signature(message, cert, dss))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.signature(self.inner.verify_tls13_signature(message, cert, dss))
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }
 
 /// A quick look at the files: PEM with at least one certificate, and a

@@ -18,6 +18,7 @@ use super::data::{DataError, DataScanner, MAX_HOPS, Scan};
 use super::received::{ReceivedInfo, received};
 use super::reply::{self, Reply, render_line};
 use crate::auth::{self, Credentials, Exchange, Failure, Mechanism, Step};
+use crate::certrelay::CertRelay;
 use crate::policy::{AuthPolicy, Link, LinkState, Policy, TlsPolicy};
 
 /// Default number of protocol errors (500, 501, 502, 503, 555) before the
@@ -327,6 +328,8 @@ pub struct Session<L> {
     /// `databytes` and `RELAYCLIENT` as at connect time, restored when an
     /// AUTH (and what its `AUTH_SET_` changed) is forgotten.
     connect_settings: (u64, Option<Vec<u8>>),
+    /// What a client certificate earned, when one was asked for.
+    cert_relay: Option<CertRelay>,
 }
 
 impl<L: Lookups> Session<L> {
@@ -352,6 +355,7 @@ impl<L: Lookups> Session<L> {
             exchange: None,
             auth_mech_started: None,
             credentials: None,
+            cert_relay: None,
         }
     }
 
@@ -457,6 +461,20 @@ impl<L: Lookups> Session<L> {
         self.cfg.relayclient = self.connect_settings.1.clone();
     }
 
+    /// A client certificate was asked for in the handshake: what it
+    /// earned, for the rest of the session (after [`Session::tls_started`]).
+    pub fn client_certificate(&mut self, relay: CertRelay) {
+        self.cert_relay = Some(relay);
+    }
+
+    /// The address of a client certificate that grants relaying.
+    fn cert_email(&self) -> Option<&[u8]> {
+        match &self.cert_relay {
+            Some(CertRelay::Granted(email)) => Some(email),
+            _ => None,
+        }
+    }
+
     /// The authenticated user, if any.
     pub fn auth_user(&self) -> Option<&[u8]> {
         self.auth_user.as_ref().map(|(u, _)| u.as_slice())
@@ -517,6 +535,9 @@ impl<L: Lookups> Session<L> {
                 printable(user)
             ));
         }
+        if let Some(email) = self.cert_email() {
+            s.push_str(&format!(" cert=\"{}\"", printable(email)));
+        }
         if self.auth_failures > 0 {
             s.push_str(&format!(" auth_failures={}", self.auth_failures));
         }
@@ -575,6 +596,7 @@ impl<L: Lookups> Session<L> {
                 (true, true, true) => "ESMTPSA",
             },
             tls: self.tls.as_deref(),
+            cert: self.cert_email(),
         };
         received(&info, now, &mut out.body);
         self.phase = Phase::Data(DataScanner::new(self.cfg.databytes));
@@ -954,12 +976,22 @@ impl<L: Lookups> Session<L> {
         self.rewrite_local_literal(&mut addr);
         if let Some(rc) = &self.cfg.relayclient {
             addr.extend_from_slice(rc);
-        } else if self.auth_user.is_some() {
-            // An authenticated client may relay (RFC 4954 §6).
+        } else if self.auth_user.is_some() || self.cert_email().is_some() {
+            // An authenticated client may relay (RFC 4954 §6), and so may
+            // one with a certificate listed in tlsclients (qmail-tls).
         } else {
             match self.rcpt_allowed(&addr) {
                 Ok(None) => {}
-                Ok(Some(r)) => return self.reply(r, out),
+                Ok(Some(r)) => match &self.cert_relay {
+                    // qmail-tls: say why the certificate did not help.
+                    Some(c) if r == reply::NOT_IN_RCPTHOSTS => {
+                        let text =
+                            format!("{}; no valid cert for gatewaying: {}", r.text, c.reason());
+                        render_line(&mut out.replies, r.code, false, r.enhanced, text.as_bytes());
+                        return Action::NeedInput;
+                    }
+                    _ => return self.reply(r, out),
+                },
                 Err(LookupError) => {
                     reply::CONTROL_UNREADABLE.render(&mut out.replies);
                     return self.close(End::ControlUnreadable);
