@@ -236,6 +236,7 @@ pub fn check(env: &Env, invocation: &Invocation, opts: &Options, now: i64) -> Ve
         &mut say,
     );
     check_sni_certificates(&control, account.as_ref(), now, &mut say);
+    check_client_relay(&control, account.as_ref(), now, &mut say);
     let client = control.join("clientcert.pem");
     if let (Ok(a), Ok(b)) = (std::fs::canonicalize(&client), std::fs::canonicalize(&cert)) {
         if a == b {
@@ -305,6 +306,99 @@ impl Account {
             uid: u32::MAX - 1,
             groups: vec![],
         }
+    }
+}
+
+/// Relaying for client certificates: `clientca.pem` and `tlsclients`
+/// both there or neither, both loading, readable by the service account;
+/// `clientcrl.pem` parsing and not past its nextUpdate.
+fn check_client_relay(
+    control: &Path,
+    account: Option<&Account>,
+    now: i64,
+    say: &mut impl FnMut(Level, String),
+) {
+    let [clients, ca, crl] = control::client_relay_paths(control);
+    match (clients.exists(), ca.exists()) {
+        (false, false) => return,
+        (true, false) | (false, true) => {
+            let (there, missing) = if ca.exists() {
+                (&ca, &clients)
+            } else {
+                (&clients, &ca)
+            };
+            say(
+                Level::Warning,
+                format!(
+                    "{} exists but {} does not: no client certificate is asked for",
+                    there.display(),
+                    missing.display()
+                ),
+            );
+            return;
+        }
+        (true, true) => {}
+    }
+    let mut readable = true;
+    for path in [&clients, &ca, &crl] {
+        if let (true, Some(acc)) = (path.exists(), account) {
+            if !acc.may(path, 4) {
+                readable = false;
+                say(
+                    Level::Error,
+                    format!(
+                        "{} is not readable by {}: no client certificate is asked for",
+                        path.display(),
+                        acc.name
+                    ),
+                );
+            }
+        }
+    }
+    match control::load_client_relay(control) {
+        Ok(Some(r)) if readable => say(
+            Level::Ok,
+            format!(
+                "client certificates asked for: CAs from {}, {} address(es) in {}",
+                ca.display(),
+                r.tlsclients.len(),
+                clients.display()
+            ),
+        ),
+        Ok(_) => {}
+        Err(e) => say(
+            Level::Error,
+            format!("{e}: no client certificate is asked for"),
+        ),
+    }
+    if !crl.exists() {
+        return;
+    }
+    match tls::crl_next_updates(&crl) {
+        Ok(list) if list.is_empty() => {}
+        Ok(list) => {
+            for (n, next) in list.iter().enumerate() {
+                let what = format!("{}: CRL {}", crl.display(), n + 1);
+                match next {
+                    None => say(Level::Warning, format!("{what} has no next update")),
+                    Some(t) if *t <= now => say(
+                        Level::Error,
+                        format!(
+                            "{what} is past its next update ({} day(s) ago): fetch a new one",
+                            (now - t).div_euclid(86_400)
+                        ),
+                    ),
+                    Some(t) => say(
+                        Level::Ok,
+                        format!(
+                            "{what} is current for {} more day(s)",
+                            (t - now).div_euclid(86_400)
+                        ),
+                    ),
+                }
+            }
+        }
+        Err(e) => say(Level::Error, e.to_string()),
     }
 }
 

@@ -757,3 +757,99 @@ fn a_certificate_is_asked_for_only_with_tlsclients_and_clientca() {
         ("tlsclients", "a@b\n")
     ]));
 }
+
+#[test]
+fn check_and_explain_describe_client_certificate_relaying() {
+    let tmp = Scratch::new("check-clientca");
+    let ca = Ca::new(&tmp.0, "ca1");
+    let (c, k) = self_signed(&tmp.0, "p256", "mx.test");
+    let server = c + &k;
+    let fresh = ca.crl();
+    openssl(
+        &ca.dir,
+        &[
+            "ca",
+            "-config",
+            "ca.cnf",
+            "-gencrl",
+            "-crl_lastupdate",
+            "20200101000000Z",
+            "-crl_nextupdate",
+            "20200201000000Z",
+            "-out",
+            "old.pem",
+        ],
+    );
+    let stale = std::fs::read_to_string(ca.dir.join("old.pem")).unwrap();
+    let ca_pem = ca.pem();
+    let good = [
+        ("servercert.pem", server.as_str()),
+        ("clientca.pem", &ca_pem),
+        ("clientcrl.pem", &fresh),
+        ("tlsclients", "relay@example.org\nalt@example.org\n"),
+    ];
+    let h = home(&tmp, &good);
+    let (code, out) = check(&h);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("ok: ")
+            && out.contains("client certificates asked for: CAs from ")
+            && out.contains("2 address(es) in "),
+        "{out}"
+    );
+    assert!(
+        out.contains("clientcrl.pem: CRL 1 is current for "),
+        "{out}"
+    );
+
+    // --explain says it too.
+    let o = Command::new(common::bin())
+        .arg("--explain")
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap())
+        .env("QMAILHOME", &h)
+        .output()
+        .unwrap();
+    let out = text(&o);
+    assert!(
+        out.contains("client certificate: asked for (optional) in the TLS handshake")
+            && out.contains("one of the 2 in "),
+        "{out}"
+    );
+
+    // A stale CRL, a garbled CA file, one file without the other.
+    let h = home(
+        &tmp,
+        &[good[0], good[1], ("clientcrl.pem", &stale), good[3]],
+    );
+    let (code, out) = check(&h);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("CRL 1 is past its next update"), "{out}");
+    let h = home(&tmp, &[good[0], ("clientca.pem", "junk\n"), good[3]]);
+    let (code, out) = check(&h);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("clientca.pem: no usable CA certificate")
+            || out.contains("clientca.pem: CA certificate"),
+        "{out}"
+    );
+    let h = home(&tmp, &[good[0], good[1]]);
+    let (_, out) = check(&h);
+    assert!(
+        out.contains("clientca.pem exists but")
+            && out.contains("no client certificate is asked for"),
+        "{out}"
+    );
+    let o = Command::new(common::bin())
+        .arg("--explain")
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap())
+        .env("QMAILHOME", &h)
+        .output()
+        .unwrap();
+    assert!(
+        text(&o).contains("client certificate: not asked for: "),
+        "{}",
+        text(&o)
+    );
+}

@@ -202,6 +202,20 @@ impl ClientAuth {
     }
 }
 
+/// The nextUpdate of each CRL in a PEM file (`None` for a CRL without
+/// one), for `--check`.
+pub fn crl_next_updates(path: &Path) -> Result<Vec<Option<i64>>, ConfigError> {
+    let pem = read_file(path, "CRL")?;
+    let crls: Vec<CertificateRevocationListDer<'static>> =
+        CertificateRevocationListDer::pem_slice_iter(&pem)
+            .collect::<Result<_, _>>()
+            .map_err(|e| pem_error(path, "CRL", &e))?;
+    Ok(crls
+        .iter()
+        .map(|c| crate::x509::crl_next_update(c.as_ref()))
+        .collect())
+}
+
 /// webpki's client verifier, with its verdict recorded instead of
 /// enforced: many MTAs present some certificate when asked, and a failed
 /// handshake would lose their mail. Nothing trusts a certificate on the

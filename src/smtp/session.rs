@@ -85,6 +85,10 @@ impl NameSet {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
 }
 
 /// Everything the session needs to know, read once at connect time.
