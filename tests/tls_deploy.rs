@@ -533,6 +533,17 @@ impl Ca {
 /// certificate), STARTTLS or SMTPS: the RCPT reply for `rcpt`, then DATA
 /// if it was accepted. Returns "<code> <text>" of the RCPT.
 fn python_rcpt(srv: &Server, smtps: bool, cert: Option<&(String, String)>, rcpt: &str) -> String {
+    python_rcpt_with(srv, smtps, cert, rcpt, "")
+}
+
+/// The same, with more Python lines for the context `ctx`.
+fn python_rcpt_with(
+    srv: &Server,
+    smtps: bool,
+    cert: Option<&(String, String)>,
+    rcpt: &str,
+    setup: &str,
+) -> String {
     let load = match cert {
         Some((c, k)) => format!("ctx.load_cert_chain({c:?}, {k:?})"),
         None => String::new(),
@@ -553,6 +564,7 @@ fn python_rcpt(srv: &Server, smtps: bool, cert: Option<&(String, String)>, rcpt:
 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
 ctx.check_hostname = False
 ctx.verify_mode = ssl.CERT_NONE
+{setup}
 {load}
 {connect}
 s.ehlo('client.test')
@@ -665,6 +677,20 @@ fn client_certificates_relay_only_when_verified_and_listed() {
         "{log}"
     );
     assert!(log.contains(" cert=\"Relay@Example.ORG\""), "{log}");
+
+    // TLS 1.2 asks and verifies the same way.
+    let tls12 = "ctx.maximum_version = ssl.TLSVersion.TLSv1_2";
+    assert_eq!(
+        python_rcpt_with(&srv, false, Some(&listed), far, tls12),
+        "250 2.1.5 ok"
+    );
+    let r = python_rcpt_with(&srv, false, Some(&stranger), far, tls12);
+    assert!(
+        r.starts_with(&format!("{NO_CERT_RELAY}not verified: ")),
+        "{r}"
+    );
+    let env = std::fs::read_to_string(srv.dir.join("queue/tls-env")).unwrap();
+    assert!(env.contains("TLS_PROTOCOL=TLSv1.2\n"), "{env}");
 
     // SMTPS, and swaks.
     let srv = Setup::new("clientcert-smtps")
