@@ -180,6 +180,37 @@ pub fn crl_next_update(crl: &[u8]) -> Option<i64> {
     }
 }
 
+/// The kind of key a PKCS #8 PrivateKeyInfo holds, from its algorithm
+/// identifier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    Rsa,
+    Ec,
+    Ed25519,
+}
+
+/// The algorithm of a PKCS #8 key (RFC 5208 §5), without decoding the key.
+pub fn pkcs8_kind(key: &[u8]) -> Option<KeyKind> {
+    let (0x30, info, _) = der(key)? else {
+        return None;
+    };
+    let (0x02, _, rest) = der(info)? else {
+        return None;
+    };
+    let (0x30, alg, _) = der(rest)? else {
+        return None;
+    };
+    let (0x06, oid, _) = der(alg)? else {
+        return None;
+    };
+    match oid {
+        [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01] => Some(KeyKind::Rsa),
+        [0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01] => Some(KeyKind::Ec),
+        [0x2b, 0x65, 0x70] => Some(KeyKind::Ed25519),
+        _ => None,
+    }
+}
+
 /// UTCTime (`YYMMDDHHMMSSZ`) or GeneralizedTime (`YYYYMMDDHHMMSSZ`).
 pub fn time(tag: u8, s: &[u8]) -> Option<i64> {
     let s = std::str::from_utf8(s).ok()?.strip_suffix('Z')?;
@@ -310,6 +341,26 @@ mod tests {
             let _ = issuer_subject(&c[..n]);
             let _ = crl_next_update(&c[..n]);
         }
+    }
+
+    #[test]
+    fn pkcs8_kinds() {
+        let key = |oid: &[u8]| {
+            el(
+                0x30,
+                &[el(0x02, &[0]), el(0x30, &el(0x06, oid)), el(0x04, &[1, 2])].concat(),
+            )
+        };
+        let rsa = [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
+        assert_eq!(pkcs8_kind(&key(&rsa)), Some(KeyKind::Rsa));
+        let ec = [0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
+        assert_eq!(pkcs8_kind(&key(&ec)), Some(KeyKind::Ec));
+        assert_eq!(
+            pkcs8_kind(&key(&[0x2b, 0x65, 0x70])),
+            Some(KeyKind::Ed25519)
+        );
+        assert_eq!(pkcs8_kind(&key(&[0x2b, 0x65, 0x71])), None);
+        assert_eq!(pkcs8_kind(&[0x30, 0x00]), None);
     }
 
     #[test]

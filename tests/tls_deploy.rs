@@ -151,8 +151,19 @@ impl Drop for Scratch {
 #[test]
 fn ecdsa_and_ed25519_keys_serve_starttls_and_smtps() {
     let tmp = Scratch::new("single");
-    for (kind, sig) in [("p256", "ECDSA"), ("p384", "ECDSA"), ("ed25519", "ed25519")] {
-        let (c, k) = self_signed(&tmp.0, kind, "mx.test");
+    for (kind, sig) in [
+        ("p256", "ECDSA"),
+        ("p256-sec1", "ECDSA"),
+        ("p384", "ECDSA"),
+        ("ed25519", "ed25519"),
+    ] {
+        let (c, mut k) = self_signed(&tmp.0, kind.trim_end_matches("-sec1"), "mx.test");
+        if kind.ends_with("-sec1") {
+            // The same key as "EC PRIVATE KEY" (SEC1), as older tools write it.
+            openssl(&tmp.0, &["ec", "-in", "k.tmp", "-out", "sec1.tmp"]);
+            k = std::fs::read_to_string(tmp.0.join("sec1.tmp")).unwrap();
+            assert!(k.starts_with("-----BEGIN EC PRIVATE KEY-----"), "{k}");
+        }
         for smtps in [false, true] {
             let mut setup = Setup::new("ecdsa").control("servercert.pem", &(c.clone() + &k));
             if smtps {

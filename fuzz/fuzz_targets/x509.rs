@@ -32,6 +32,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = x509::issuer_subject(data);
     let _ = x509::validity(data);
     let _ = x509::crl_next_update(data);
+    let _ = x509::pkcs8_kind(data);
 
     if let Some(dir) = sni::dir_name(data) {
         assert!(!dir.is_empty() && dir.len() <= sni::MAX_NAME);
