@@ -37,6 +37,8 @@
 //!   --warmup W         untimed runs first (default 1; session modes only)
 //!   --two-groups       pipeline: wait for the 250 after each message before sending
 //!                      the next MAIL/RCPT/DATA group (two round trips per message)
+//!   --proxy v1|v2      play a load balancer: send a PROXY protocol header (this
+//!                      connection's own addresses) before anything else
 //! ```
 //!
 //! Every reply is read and its code checked; a wrong code, a missing
@@ -139,6 +141,13 @@ fn run() -> Res<()> {
                     .map_err(|_| format!("--warmup: not a number: {v}"))?;
             }
             "--two-groups" => o.two_groups = true,
+            "--proxy" => {
+                let v = val("--proxy")?;
+                if v != "v1" && v != "v2" {
+                    return Err(format!("--proxy: v1 or v2, not {v}"));
+                }
+                let _ = PROXY.set(v);
+            }
             "--user" => o.user = val("--user")?,
             "--password" => o.password = val("--password")?,
             "--relay-to" => o.relay_to = val("--relay-to")?,
@@ -180,6 +189,33 @@ fn run() -> Res<()> {
         }
         _ => Err(USAGE.into()),
     }
+}
+
+/// `--proxy`: the PROXY protocol version to send, if any.
+static PROXY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// A PROXY header for IPv4 connection `s`, as a balancer would send it.
+fn proxy_header(version: &str, s: &TcpStream) -> Res<Vec<u8>> {
+    let (client, server) = match (s.local_addr(), s.peer_addr()) {
+        (Ok(std::net::SocketAddr::V4(c)), Ok(std::net::SocketAddr::V4(p))) => (c, p),
+        _ => return Err("--proxy: IPv4 connections only".into()),
+    };
+    if version == "v1" {
+        return Ok(format!(
+            "PROXY TCP4 {} {} {} {}\r\n",
+            client.ip(),
+            server.ip(),
+            client.port(),
+            server.port()
+        )
+        .into_bytes());
+    }
+    let mut h = b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x0c".to_vec();
+    h.extend_from_slice(&client.ip().octets());
+    h.extend_from_slice(&server.ip().octets());
+    h.extend_from_slice(&client.port().to_be_bytes());
+    h.extend_from_slice(&server.port().to_be_bytes());
+    Ok(h)
 }
 
 fn number(s: &str) -> Res<usize> {
@@ -234,6 +270,11 @@ impl Smtp {
     fn with_socket(s: TcpStream, timeout: Duration) -> Res<Smtp> {
         s.set_nodelay(true)
             .map_err(|e| format!("TCP_NODELAY: {e}"))?;
+        if let Some(version) = PROXY.get() {
+            let header = proxy_header(version, &s)?;
+            (&s).write_all(&header)
+                .map_err(|e| format!("PROXY header: {e}"))?;
+        }
         s.set_read_timeout(Some(timeout))
             .map_err(|e| e.to_string())?;
         s.set_write_timeout(Some(timeout))

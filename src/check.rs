@@ -94,12 +94,15 @@ impl Account {
 #[derive(Debug)]
 pub struct Options {
     pub user: String,
+    /// `--rules`: the tcprules CDB the service's tcpserver reads (`-x`).
+    pub rules: Option<PathBuf>,
 }
 
 impl Default for Options {
     fn default() -> Options {
         Options {
             user: "qmaild".into(),
+            rules: None,
         }
     }
 }
@@ -116,6 +119,9 @@ pub fn parse_args(args: &[OsString]) -> Result<(Options, Vec<OsString>), String>
                     .ok_or("--user needs a value")?
                     .to_string_lossy()
                     .into_owned();
+            }
+            "--rules" => {
+                opts.rules = Some(it.next().ok_or("--rules needs a value")?.into());
             }
             "--" => {
                 rest.extend(it.cloned());
@@ -214,6 +220,7 @@ pub fn check(env: &Env, invocation: &Invocation, opts: &Options, now: i64) -> Ve
             "RELAYCLIENT is set for every client of this service: an open relay (set it per address in the tcprules file)".into(),
         );
     }
+    check_proxy(env, opts, account.as_ref(), &mut say);
     let insecure = crate::policy::number(env.get("ALLOW_INSECURE_AUTH")) > 0
         || env.get("FORCETLS") == Some(b"0");
     if insecure && invocation.backend.is_some() {
@@ -296,6 +303,103 @@ pub fn check(env: &Env, invocation: &Invocation, opts: &Options, now: i64) -> Ve
         }
     }
     f
+}
+
+/// The PROXY protocol: only the balancer's addresses may send a header,
+/// and the rules it reads for the real client must be readable.
+fn check_proxy(
+    env: &Env,
+    opts: &Options,
+    account: Option<&Account>,
+    say: &mut impl FnMut(Level, String),
+) {
+    let forgeable = "any client that can reach this port can claim any address (and the relaying and AUTH rules that go with it): set it only in the tcprules entry of the balancer's address, e.g. 10.0.0.5:allow,PROXY_PROTOCOL=\"1\"";
+    if crate::policy::number(env.get("PROXY_PROTOCOL")) > 0 {
+        say(
+            Level::Warning,
+            format!("PROXY_PROTOCOL is set for every client of this service: {forgeable}"),
+        );
+    }
+    let mut proxy_rules: Vec<PathBuf> = Vec::new();
+    if let Some(p) = env.get("PROXY_RULES").filter(|p| !p.is_empty()) {
+        use std::os::unix::ffi::OsStrExt;
+        proxy_rules.push(PathBuf::from(std::ffi::OsStr::from_bytes(p)));
+    }
+    if let Some(path) = &opts.rules {
+        let db = match cdb::CDB::open(path) {
+            Ok(db) => db,
+            Err(e) => {
+                say(Level::Error, format!("--rules {}: {e}", path.display()));
+                return;
+            }
+        };
+        for (k, v) in db.iter().filter_map(Result::ok) {
+            let rule = crate::tcprules::parse(String::from_utf8_lossy(&k).into_owned(), &v);
+            let get = |name: &str| rule.env.iter().rev().find(|(k, _)| k == name);
+            if !rule.allow
+                || crate::policy::number(get("PROXY_PROTOCOL").map(|(_, v)| v.as_bytes())) == 0
+            {
+                continue;
+            }
+            let who = if rule.key.is_empty() {
+                "the default rule".to_string()
+            } else {
+                format!("the rule {:?}", rule.key)
+            };
+            if rule.key.is_empty() || rule.key == "=" {
+                say(
+                    Level::Warning,
+                    format!(
+                        "{who} of {} sets PROXY_PROTOCOL: {forgeable}",
+                        path.display()
+                    ),
+                );
+            }
+            match get("PROXY_RULES").filter(|(_, v)| !v.is_empty()) {
+                Some((_, p)) => proxy_rules.push(PathBuf::from(p)),
+                None if get("RELAYCLIENT").is_some() => say(
+                    Level::Error,
+                    format!(
+                        "{who} sets PROXY_PROTOCOL and RELAYCLIENT without PROXY_RULES: every client through that balancer may relay (add PROXY_RULES=\"{}\", whose look-up undoes the balancer's own rule)",
+                        path.display()
+                    ),
+                ),
+                None => say(
+                    Level::Ok,
+                    format!(
+                        "{who} reads a PROXY header; the balancer's rule applies to every client through it (no PROXY_RULES)"
+                    ),
+                ),
+            }
+        }
+    }
+    proxy_rules.sort();
+    proxy_rules.dedup();
+    for p in proxy_rules {
+        match cdb::CDB::open(&p) {
+            Err(e) => say(
+                Level::Error,
+                format!(
+                    "PROXY_RULES {}: {e}: connections through the balancer get 421",
+                    p.display()
+                ),
+            ),
+            Ok(_) => match account {
+                Some(acc) if !acc.may(&p, 4) => say(
+                    Level::Error,
+                    format!(
+                        "PROXY_RULES {} is not readable by {}: connections through the balancer get 421",
+                        p.display(),
+                        acc.name
+                    ),
+                ),
+                _ => say(
+                    Level::Ok,
+                    format!("PROXY_RULES {} is readable", p.display()),
+                ),
+            },
+        }
+    }
 }
 
 impl Account {

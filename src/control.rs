@@ -123,6 +123,17 @@ impl Env {
         self.vars.push((name.into(), value.into()));
     }
 
+    /// Apply set/unset changes (the PROXY header's, say).
+    pub fn apply(&mut self, changes: &[(String, Option<String>)]) {
+        use std::os::unix::ffi::OsStrExt;
+        for (name, value) in changes {
+            match value {
+                Some(v) => self.set(name, v),
+                None => self.vars.retain(|(k, _)| k.as_bytes() != name.as_bytes()),
+            }
+        }
+    }
+
     pub fn get(&self, name: &str) -> Option<&[u8]> {
         use std::os::unix::ffi::OsStrExt;
         self.vars
@@ -151,6 +162,15 @@ pub struct Settings {
 
 /// Default `CHECKPASSWORD_TIMEOUT`, seconds.
 pub const DEFAULT_AUTH_TIMEOUT: u64 = 60;
+
+/// `timeoutsmtpd` alone, for what is read before the settings (the PROXY
+/// header). A file that cannot be read gives the default here; [`load`]
+/// then refuses the connection for it.
+pub fn timeout(env: &Env) -> Duration {
+    let path = qmailhome(env).join("control").join("timeoutsmtpd");
+    let secs = read_int(&path, &mut Vec::new()).ok().flatten();
+    Duration::from_secs(secs.unwrap_or(DEFAULT_TIMEOUT).max(1))
+}
 
 /// Read the control files below `$QMAILHOME/control`, the tcpserver
 /// environment and what the command line said.

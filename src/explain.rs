@@ -21,6 +21,9 @@ pub struct Options {
     pub rules: Option<std::path::PathBuf>,
     pub ip: Option<String>,
     pub host: Option<String>,
+    /// `--via`: the client reaches us through the load balancer at this
+    /// address, which sends a PROXY header.
+    pub via: Option<String>,
     pub json: bool,
 }
 
@@ -174,7 +177,12 @@ pub fn explain(mut env: Env, invocation: &Invocation, opts: &Options) -> Report 
         "FORCEAUTHMAILFROM",
     ];
 
-    if let (Some(rules), Some(ip)) = (&opts.rules, &opts.ip) {
+    if let (Some(rules), Some(ip), Some(via)) = (&opts.rules, &opts.ip, &opts.via) {
+        if let Err(stop) = through_balancer(&mut env, &mut report, rules, ip, via) {
+            report.line("connection", stop, vec![]);
+            return report;
+        }
+    } else if let (Some(rules), Some(ip)) = (&opts.rules, &opts.ip) {
         let rule = match cdb::CDB::open(rules) {
             Ok(db) => tcprules::lookup(
                 |k| db.get(k).and_then(Result::ok),
@@ -416,6 +424,99 @@ pub fn explain(mut env: Env, invocation: &Invocation, opts: &Options) -> Report 
     report
 }
 
+/// `--via`: tcpserver sees the balancer at `via` and applies its rule;
+/// qmail-smtpd then reads the PROXY header for `ip` exactly as a
+/// connection does (the same environment changes, the same `PROXY_RULES`
+/// look-up). `Err`: the connection would not be served, and why.
+fn through_balancer(
+    env: &mut Env,
+    report: &mut Report,
+    rules: &std::path::Path,
+    ip: &str,
+    via: &str,
+) -> Result<(), String> {
+    let db = cdb::CDB::open(rules).map_err(|e| format!("cannot open {}: {e}", rules.display()))?;
+    let rule = tcprules::lookup(|k| db.get(k).and_then(Result::ok), via, None, None);
+    let balancer = describe_rule(rule.as_ref());
+    env.set("TCPREMOTEIP", via);
+    match &rule {
+        Some(r) if !r.allow => {
+            return Err(format!(
+                "the balancer {via} is refused by tcpserver ({balancer}): qmail-smtpd never runs"
+            ));
+        }
+        Some(r) => {
+            for (k, v) in &r.env {
+                env.set(k, v);
+            }
+        }
+        None => {}
+    }
+    let mut decided = vec![format!("balancer {via}: {balancer} ({})", rules.display())];
+    if crate::policy::number(env.get("PROXY_PROTOCOL")) == 0 {
+        report.client = Some(format!("{ip} via {via}: seen as {via}"));
+        report.line(
+            "PROXY",
+            format!(
+                "not read: the balancer's rule does not set PROXY_PROTOCOL, so every client through it is {via} here"
+            ),
+            decided,
+        );
+        return Ok(());
+    }
+    let client: std::net::IpAddr = ip
+        .parse()
+        .map_err(|_| format!("--ip {ip:?} is not an IP address"))?;
+    let local = env
+        .get("TCPLOCALIP")
+        .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok())
+        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+    let header = crate::proxy::Header {
+        version: 2,
+        len: 0,
+        endpoints: Some(crate::proxy::Endpoints {
+            client: std::net::SocketAddr::new(client, 0),
+            server: std::net::SocketAddr::new(local, 25),
+        }),
+    };
+    let real = crate::proxy::tcpserver_ip(client);
+    let proxy_rules = env
+        .get("PROXY_RULES")
+        .filter(|v| !v.is_empty())
+        .map(|p| String::from_utf8_lossy(p).into_owned());
+    let answer = match crate::io::proxy::changes(&header, env) {
+        Ok(changes) => {
+            env.apply(&changes);
+            match proxy_rules {
+                Some(path) => {
+                    let r = cdb::CDB::open(&path).ok().and_then(|db| {
+                        tcprules::lookup(|k| db.get(k).and_then(Result::ok), &real, None, None)
+                    });
+                    decided.push(format!("PROXY_RULES {path}"));
+                    format!(
+                        "read; the real client {real} gets {}; the balancer's rule is undone",
+                        describe_rule(r.as_ref())
+                    )
+                }
+                None => format!(
+                    "read; the real client {real} keeps the balancer's rule (no PROXY_RULES): only the addresses change"
+                ),
+            }
+        }
+        Err(crate::io::proxy::Refusal::Deny { key, .. }) => {
+            return Err(format!(
+                "the real client {real} is denied by PROXY_RULES (rule {key:?}): closed without a word"
+            ));
+        }
+        Err(crate::io::proxy::Refusal::RulesUnreadable(why)) => {
+            return Err(format!("PROXY_RULES cannot be read ({why}): 421"));
+        }
+    };
+    report.client = Some(format!("{real} via {via}"));
+    report.line("PROXY", answer, decided);
+    Ok(())
+}
+
 fn describe_rule(rule: Option<&Rule>) -> String {
     match rule {
         None => "no rule matches: tcpserver allows, sets nothing".into(),
@@ -454,6 +555,7 @@ pub fn parse_args(args: &[OsString]) -> Result<(Options, Vec<OsString>), String>
             "--rules" => opts.rules = Some(value("--rules")?.into()),
             "--ip" => opts.ip = Some(value("--ip")?),
             "--host" => opts.host = Some(value("--host")?),
+            "--via" => opts.via = Some(value("--via")?),
             "--format=json" => opts.json = true,
             "--format=text" => opts.json = false,
             "--" => {
@@ -466,6 +568,9 @@ pub fn parse_args(args: &[OsString]) -> Result<(Options, Vec<OsString>), String>
     }
     if opts.rules.is_some() && opts.ip.is_none() {
         return Err("--rules needs --ip".into());
+    }
+    if opts.via.is_some() && opts.rules.is_none() {
+        return Err("--via needs --rules and --ip".into());
     }
     Ok((opts, rest))
 }

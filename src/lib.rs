@@ -14,6 +14,7 @@ pub mod explain;
 pub mod io;
 pub mod log;
 pub mod policy;
+pub mod proxy;
 pub mod queue;
 pub mod smtp;
 pub mod sni;

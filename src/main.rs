@@ -55,7 +55,16 @@ fn run() -> i32 {
             Invocation::default()
         }
     };
-    let env = Env::from_process();
+    let mut env = Env::from_process();
+    // Behind a load balancer: the real client comes in a PROXY header,
+    // before anything else is read or said.
+    let mut via = None;
+    if qmail_smtpd::policy::number(env.get("PROXY_PROTOCOL")) > 0 {
+        match proxied(&mut env) {
+            Ok(balancer) => via = balancer,
+            Err(code) => return code,
+        }
+    }
     let settings = match control::load(&env, &invocation) {
         Ok(s) => s,
         Err(e) => {
@@ -94,7 +103,46 @@ fn run() -> i32 {
         tls_env,
         auth,
         settings.timeout,
+        via,
     )
+}
+
+/// Read the PROXY header and make the environment describe the real
+/// client. `Ok(Some(balancer))` when the addresses changed; `Err(exit
+/// code)` when the connection is over (logged once; the client hears
+/// nothing, or 421 when `PROXY_RULES` cannot be read).
+fn proxied(env: &mut Env) -> Result<Option<String>, i32> {
+    use qmail_smtpd::io::proxy::{self, Refusal, Verdict};
+    let balancer = env
+        .get("TCPREMOTEIP")
+        .map_or_else(|| "unknown".into(), printable);
+    let timeout = control::timeout(env);
+    match proxy::accept(env, timeout) {
+        Ok(Verdict::Serve { client: Some(_) }) => Ok(Some(balancer)),
+        Ok(Verdict::Serve { client: None }) => Ok(None),
+        Ok(Verdict::Refused(Refusal::Deny { client, key })) => {
+            log::line(&format!(
+                "PROXY: remote={client} via={balancer}: denied by the rule {key:?} of PROXY_RULES: closing"
+            ));
+            Err(0)
+        }
+        Ok(Verdict::Refused(Refusal::RulesUnreadable(why))) => {
+            log::line(&format!("fatal: unable to read PROXY_RULES {why}"));
+            let mut out = Vec::new();
+            qmail_smtpd::smtp::reply::CONTROL_UNREADABLE.render(&mut out);
+            if let Some(mut t) = startup_link(env) {
+                let _ = t.write_all(&out);
+                t.close();
+            }
+            Err(1)
+        }
+        Err(e) => {
+            log::line(&format!(
+                "PROXY: via={balancer}: no valid header ({e}): closing without a greeting"
+            ));
+            Err(1)
+        }
+    }
 }
 
 /// The link for a reply when the settings could not be loaded. Under SMTPS
@@ -136,7 +184,7 @@ fn explain_main(args: &[OsString]) -> i32 {
         Err(e) => {
             eprintln!("qmail-smtpd --explain: {e}");
             eprintln!(
-                "usage: qmail-smtpd --explain [--rules FILE.cdb --ip A.B.C.D [--host NAME]] [--format=json] [hostname] [checkpassword subprogram ...]"
+                "usage: qmail-smtpd --explain [--rules FILE.cdb --ip A.B.C.D [--host NAME] [--via BALANCER]] [--format=json] [hostname] [checkpassword subprogram ...]"
             );
             return 2;
         }
@@ -168,7 +216,7 @@ fn check_main(args: &[OsString]) -> i32 {
         Err(e) => {
             eprintln!("qmail-smtpd --check: {e}");
             eprintln!(
-                "usage: qmail-smtpd --check [--user NAME] [hostname] [checkpassword subprogram ...]"
+                "usage: qmail-smtpd --check [--user NAME] [--rules FILE.cdb] [hostname] [checkpassword subprogram ...]"
             );
             return 2;
         }
@@ -305,6 +353,7 @@ fn serve(
     tls_env: Vec<(String, Option<Vec<u8>>)>,
     auth: Option<(Backend, Duration)>,
     timeout: Duration,
+    via: Option<String>,
 ) -> i32 {
     let started = Instant::now();
     let mut conn = Conn {
@@ -321,13 +370,14 @@ fn serve(
         .map(|(code, n)| format!("{code}x{n}"))
         .collect();
     log::line(&format!(
-        "end {}{} duration={:.3}s how={how}",
+        "end {}{}{} duration={:.3}s how={how}",
         session.summary(),
         if rejected.is_empty() {
             String::new()
         } else {
             format!(" rejected={}", rejected.join(","))
         },
+        via.map_or_else(String::new, |b| format!(" via={b}")),
         started.elapsed().as_secs_f64(),
     ));
     code

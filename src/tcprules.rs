@@ -2,8 +2,9 @@
 //! it would set (ucspi-tcp `rules.c`). Pure: the CDB is a look-up function.
 //!
 //! Look-up order: `info@ip`, `info@=host` (when a remote info is known),
-//! the exact IP, `=host`, then shorter IP prefixes ending in `.`
-//! (`192.0.2.`, `192.0.`, `192.`), then `=.suffix` of the host name and
+//! the exact IP, `=host`, then shorter IP prefixes ending in `.` or, for
+//! IPv6 as tcpserver6 reads its rules, `:` (`192.0.2.`, `192.0.`, `192.`;
+//! `2001:db8::`, `2001:db8:`, `2001:`), then `=.suffix` of the host name and
 //! `=`, and finally the empty default rule. The first key present wins.
 //! A value is `D` for deny, or a list of `+NAME=value\0` settings for allow.
 
@@ -35,7 +36,11 @@ pub fn lookup(
     if let Some(host) = host {
         keys.push(format!("={host}"));
     }
-    for (i, _) in ip.char_indices().rev().filter(|&(_, c)| c == '.') {
+    for (i, _) in ip
+        .char_indices()
+        .rev()
+        .filter(|&(_, c)| c == '.' || c == ':')
+    {
         keys.push(ip[..=i].to_string());
     }
     if let Some(host) = host {
@@ -49,7 +54,8 @@ pub fn lookup(
         .find_map(|k| get(k.as_bytes()).map(|v| parse(k, &v)))
 }
 
-fn parse(key: String, value: &[u8]) -> Rule {
+/// The rule stored under `key` with the CDB value `value`.
+pub fn parse(key: String, value: &[u8]) -> Rule {
     if value.first() == Some(&b'D') {
         return Rule {
             key,
@@ -127,5 +133,29 @@ mod tests {
         let r = lookup(get, "192.0.2.1", None, None).unwrap();
         assert_eq!((r.key.as_str(), r.env[0].0.as_str()), ("", "DEF"));
         assert_eq!(lookup(|_| None, "192.0.2.1", None, None), None);
+    }
+
+    /// tcpserver6 (seen with Debian's ucspi-tcp-ipv6 tcprulescheck): IPv6
+    /// prefixes end in `:`; the rule `2001:db8::allow` stores `2001:db8:`.
+    #[test]
+    fn ipv6_prefixes() {
+        let db: HashMap<Vec<u8>, Vec<u8>> = [
+            (&b"2001:db8::5"[..], &b"+X=exact\0"[..]),
+            (b"2001:db8:", b"+X=prefix\0"),
+            (b"2001", b"+X=no-colon\0"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_vec(), v.to_vec()))
+        .collect();
+        let get = |k: &[u8]| db.get(k).cloned();
+        assert_eq!(
+            lookup(get, "2001:db8::5", None, None).unwrap().key,
+            "2001:db8::5"
+        );
+        assert_eq!(
+            lookup(get, "2001:db8::6", None, None).unwrap().key,
+            "2001:db8:"
+        );
+        assert_eq!(lookup(get, "2001:db9::1", None, None), None);
     }
 }

@@ -194,3 +194,65 @@ fn configuration_errors_are_found() {
         "{out}"
     );
 }
+
+/// The PROXY protocol: set for everybody, or by a balancer rule that would
+/// let every client through it relay, or with rules nobody can read.
+#[test]
+fn proxy_protocol_mistakes_are_found() {
+    let h = home("proxy");
+    let (code, out) = check(&h.0, &[("PROXY_PROTOCOL", "1")], &[]);
+    assert!(
+        out.contains("warning: PROXY_PROTOCOL is set for every client of this service"),
+        "{out}"
+    );
+    assert_eq!(code, 0, "{out}");
+
+    let real = h.0.join("real.cdb");
+    let write_rules = |text: &str, cdb: &Path| {
+        std::fs::write(h.0.join("rules.txt"), text).unwrap();
+        let o = Command::new("tcprules")
+            .arg(cdb)
+            .arg(h.0.join("rules.tmp"))
+            .stdin(std::fs::File::open(h.0.join("rules.txt")).unwrap())
+            .output()
+            .unwrap();
+        assert!(o.status.success());
+    };
+    write_rules("192.0.2.7:allow,RELAYCLIENT=\"\"\n", &real);
+    std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let rules = h.0.join("tcp.smtp.cdb");
+    write_rules(
+        &format!(
+            "10.0.0.5:allow,PROXY_PROTOCOL=\"1\",RELAYCLIENT=\"\"\n\
+             10.0.0.6:allow,PROXY_PROTOCOL=\"1\",PROXY_RULES=\"{}\"\n\
+             :allow,PROXY_PROTOCOL=\"1\",PROXY_RULES=\"/nonexistent.cdb\"\n",
+            real.display()
+        ),
+        &rules,
+    );
+    let (code, out) = check(&h.0, &[], &["--rules", rules.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(
+            "error: the rule \"10.0.0.5\" sets PROXY_PROTOCOL and RELAYCLIENT without PROXY_RULES"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("warning: the default rule of") && out.contains("sets PROXY_PROTOCOL"),
+        "{out}"
+    );
+    assert!(
+        out.contains("error: PROXY_RULES /nonexistent.cdb:"),
+        "{out}"
+    );
+    if is_root() {
+        assert!(
+            out.contains(&format!(
+                "error: PROXY_RULES {} is not readable by nobody",
+                real.display()
+            )),
+            "{out}"
+        );
+    }
+}

@@ -63,6 +63,12 @@ impl Service {
     /// e.g. for 127.0.0.2) in front of its tcp.smtp, build the CDB with its
     /// Makefile and start `run | log/run`.
     fn start(name: &str, extra_rules: &str) -> Service {
+        Service::start_as(name, name, extra_rules)
+    }
+
+    /// The same, for one of several copies of a service (`instance` names
+    /// the copy).
+    fn start_as(name: &str, instance: &str, extra_rules: &str) -> Service {
         for tool in [
             "tcpserver",
             "tcprules",
@@ -90,7 +96,7 @@ impl Service {
         }
 
         let base =
-            std::env::temp_dir().join(format!("qsmtpd-examples-{name}-{}", std::process::id()));
+            std::env::temp_dir().join(format!("qsmtpd-examples-{instance}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&base);
         let (home, queue, svc) = (base.join("qmail"), base.join("queue"), base.join("svc"));
         for d in [&base, &home, &home.join("control"), &home.join("bin")] {
@@ -676,4 +682,83 @@ fn smtpd_587_cert_relays_for_listed_client_certificates() {
         "client certificate: relaying allowed for \"relay@example.org\"",
         "client certificate: no relaying: no certificate",
     ]);
+}
+
+/// control-examples/haproxy: the shipped haproxy.cfg in front of two
+/// copies of the smtpd-25 service, each with the shipped balancer lines in
+/// front of its tcp.smtp. Clients on other loopback addresses get their
+/// own rules, seen through the balancer.
+#[test]
+fn haproxy_in_front_of_two_smtpd_25_nodes() {
+    need("haproxy");
+    let dir = examples_dir().join("haproxy");
+    let balancer_rules = std::fs::read_to_string(dir.join("tcp.smtp")).unwrap();
+    // 127.0.0.2 a stranger (no relaying), as in the smtpd-25 test.
+    let rules = format!("{balancer_rules}127.0.0.2:allow\n");
+    let nodes = [
+        Service::start_as("smtpd-25", "lb-node1", &rules),
+        Service::start_as("smtpd-25", "lb-node2", &rules),
+    ];
+    let port = free_port();
+    let cfg = std::fs::read_to_string(dir.join("haproxy.cfg"))
+        .unwrap()
+        .replace("bind :25", &format!("bind 127.0.0.1:{port}"))
+        .replace("127.0.0.1:2525", &format!("127.0.0.1:{}", nodes[0].port))
+        .replace("127.0.0.1:2526", &format!("127.0.0.1:{}", nodes[1].port));
+    let cfg_path = nodes[0].base.join("haproxy.cfg");
+    std::fs::write(&cfg_path, cfg).unwrap();
+    let mut haproxy = Command::new("haproxy")
+        .arg("-db")
+        .arg("-f")
+        .arg(&cfg_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "haproxy did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let swaks = |args: &[&str]| {
+        Command::new("swaks")
+            .args(["--server", &format!("127.0.0.1:{port}")])
+            .args(["--timeout", "20", "--helo", "client.test"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    // Round robin: four deliveries from the stranger reach both nodes,
+    // each naming the real client.
+    for _ in 0..4 {
+        let o = swaks(&[
+            "--local-interface",
+            "127.0.0.2",
+            "--tls",
+            "--to",
+            "u@example.org",
+        ]);
+        assert!(o.status.success(), "{}", text(&o));
+    }
+    let o = swaks(&["--local-interface", "127.0.0.2", "--to", "x@elsewhere.test"]);
+    let t = text(&o);
+    assert!(
+        t.contains("553 5.7.1 sorry, that domain isn't in my list of allowed rcpthosts"),
+        "{t}"
+    );
+    let _ = haproxy.kill();
+    let _ = haproxy.wait();
+    for node in &nodes {
+        let q = node.queued();
+        assert!(!q.is_empty(), "round robin left a node out");
+        for (msg, _) in &q {
+            assert!(
+                msg.starts_with("Received: from unknown (HELO client.test) (127.0.0.2)\n  by mx.test with ESMTPS"),
+                "{msg}"
+            );
+        }
+        node.check_log(&[" end remote=127.0.0.2 ", " via=127.0.0.1 "]);
+    }
 }

@@ -180,3 +180,46 @@ fn no_certificate_and_bad_options() {
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).contains("--rules needs --ip"), "{}", text(&o));
 }
+
+/// `--via`: the client as seen through a load balancer that sends a PROXY
+/// header, with the real client's rule from PROXY_RULES.
+#[test]
+fn through_the_balancer() {
+    let dir = std::env::temp_dir().join(format!("qsmtpd-explain-via-{}", std::process::id()));
+    let rules = format!(
+        "10.0.0.5:allow,PROXY_PROTOCOL=\"1\",PROXY_RULES=\"{}/rules.cdb\",RELAYCLIENT=\"\"\n\
+         10.0.0.6:allow\n\
+         192.0.2.7:allow,DENY_TLS=\"1\"\n198.51.100.66:deny\n:allow\n",
+        dir.display()
+    );
+    let h = home("via", true, &rules);
+    assert_eq!(h.0, dir);
+    let cdb = h.0.join("rules.cdb");
+    let cdb = cdb.to_str().unwrap();
+    let via = |ip: &str, balancer: &str| {
+        explain(&h.0, &[], &["--rules", cdb, "--ip", ip, "--via", balancer])
+    };
+    let out = via("192.0.2.7", "10.0.0.5");
+    assert!(out.contains("client: 192.0.2.7 via 10.0.0.5"), "{out}");
+    assert!(
+        out.contains("PROXY: read; the real client 192.0.2.7 gets rule \"192.0.2.7\": allow, sets DENY_TLS=\"1\"; the balancer's rule is undone"),
+        "{out}"
+    );
+    assert!(
+        out.contains("STARTTLS: not offered to this client"),
+        "{out}"
+    );
+    // The balancer's RELAYCLIENT is undone.
+    assert!(
+        out.contains("relaying: only domains in control/rcpthosts"),
+        "{out}"
+    );
+    let out = via("198.51.100.66", "10.0.0.5");
+    assert!(out.contains("denied by PROXY_RULES"), "{out}");
+    let out = via("192.0.2.7", "10.0.0.6");
+    assert!(out.contains("PROXY: not read"), "{out}");
+    assert!(
+        out.contains("client: 192.0.2.7 via 10.0.0.6: seen as 10.0.0.6"),
+        "{out}"
+    );
+}

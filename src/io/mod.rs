@@ -2,5 +2,6 @@
 //! TLS. The only module that names `rustls` is `tls`.
 
 pub mod fd;
+pub mod proxy;
 pub mod tls;
 pub mod transport;
