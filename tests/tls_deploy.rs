@@ -890,3 +890,85 @@ fn check_and_explain_describe_client_certificate_relaying() {
         text(&o)
     );
 }
+
+/// A leaf for `cn` with a `kind` key, issued by a CA of the same kind
+/// named `ca_cn`: (leaf PEM, leaf key PEM, CA PEM).
+fn issued(dir: &Path, kind: &str, cn: &str, ca_cn: &str) -> (String, String, String) {
+    let (ca, ca_key) = self_signed(dir, kind, ca_cn);
+    std::fs::write(dir.join("ca.tmp"), &ca).unwrap();
+    std::fs::write(dir.join("cakey.tmp"), &ca_key).unwrap();
+    // Extensions make it X.509 v3: webpki reads no v1 certificate.
+    std::fs::write(dir.join("ext.tmp"), "basicConstraints=CA:FALSE\n").unwrap();
+    let mut args = vec!["req", "-new", "-nodes"];
+    args.extend(key_options(kind));
+    let subj = format!("/CN={cn}");
+    args.extend(["-subj", &subj, "-keyout", "k.tmp", "-out", "csr.tmp"]);
+    openssl(dir, &args);
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "csr.tmp",
+            "-CA",
+            "ca.tmp",
+            "-CAkey",
+            "cakey.tmp",
+            "-CAcreateserial",
+            "-days",
+            "30",
+            "-extfile",
+            "ext.tmp",
+            "-out",
+            "c.tmp",
+        ],
+    );
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+    (read("c.tmp"), read("k.tmp"), ca)
+}
+
+#[test]
+fn with_several_keys_each_chain_follows_its_issuers() {
+    let tmp = Scratch::new("chains");
+    let (ec, ec_key, ec_ca) = issued(&tmp.0, "p256", "ec.mx.test", "EC Issuer");
+    let (rsa, rsa_key, rsa_ca) = issued(&tmp.0, "rsa", "rsa.mx.test", "RSA Issuer");
+    // Scrambled: each leaf's issuer is somewhere else in the file.
+    let file = [&ec_key, &rsa_ca, &rsa, &ec_ca, &rsa_key, &ec]
+        .map(|s| s.as_str())
+        .concat();
+    let srv = Setup::new("chains")
+        .control("servercert.pem", &file)
+        .start();
+    let chain = |args: &[&str]| {
+        let o = Command::new("openssl")
+            .args(["s_client", "-starttls", "smtp", "-connect", &srv.addr()])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let out = text(&o);
+        let subjects: Vec<String> = out
+            .lines()
+            .filter_map(|l| l.trim().split_once(" s:").map(|(_, s)| s.to_string()))
+            .collect();
+        assert!(!subjects.is_empty(), "{out}\n{}", srv.stderr_log());
+        subjects
+    };
+    assert_eq!(chain(&[]), ["CN = ec.mx.test", "CN = EC Issuer"]);
+    assert_eq!(
+        chain(&["-sigalgs", "RSA-PSS+SHA256"]),
+        ["CN = rsa.mx.test", "CN = RSA Issuer"]
+    );
+    let h = home(&tmp, &[("servercert.pem", &file)]);
+    let (code, out) = check(&h);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("ECDSA key and certificate load, and match (chain of 2)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("RSA key and certificate load, and match (chain of 2)"),
+        "{out}"
+    );
+}

@@ -427,13 +427,20 @@ fn certified_keys(
                 n + 1
             ))
         })?;
+        // Why certificates were passed over, other than another key.
+        let mut unreadable = None;
         let Some(leaf) = certs.iter().position(|c| {
-            CertifiedKey::new(vec![c.clone()], signing.clone())
-                .keys_match()
-                .is_ok()
+            match CertifiedKey::new(vec![c.clone()], signing.clone()).keys_match() {
+                Ok(()) => true,
+                Err(rustls::Error::InconsistentKeys(_)) => false,
+                Err(e) => {
+                    unreadable.get_or_insert(e);
+                    false
+                }
+            }
         }) else {
             return Err(ConfigError(format!(
-                "{}: certificate or key: the {:?} private key{} matches no certificate in {}",
+                "{}: certificate or key: the {:?} private key{} matches no certificate in {}{}",
                 cert.display(),
                 signing.algorithm(),
                 if several {
@@ -441,7 +448,10 @@ fn certified_keys(
                 } else {
                     String::new()
                 },
-                cert.display()
+                cert.display(),
+                unreadable.map_or_else(String::new, |e| format!(
+                    " (a certificate could not be read: {e})"
+                ))
             )));
         };
         let order = if several {
