@@ -240,8 +240,11 @@ pub fn check(env: &Env, invocation: &Invocation, opts: &Options, now: i64) -> Ve
         account.as_ref(),
         now,
         smtps,
+        None,
         &mut say,
     );
+    check_sni_certificates(&control, account.as_ref(), now, &mut say);
+    check_client_relay(&control, account.as_ref(), now, &mut say);
     let client = control.join("clientcert.pem");
     if let (Ok(a), Ok(b)) = (std::fs::canonicalize(&client), std::fs::canonicalize(&cert)) {
         if a == b {
@@ -495,12 +498,162 @@ impl Account {
     }
 }
 
+/// Relaying for client certificates: `clientca.pem` and `tlsclients`
+/// both there or neither, both loading, readable by the service account;
+/// `clientcrl.pem` parsing and not past its nextUpdate.
+fn check_client_relay(
+    control: &Path,
+    account: Option<&Account>,
+    now: i64,
+    say: &mut impl FnMut(Level, String),
+) {
+    let [clients, ca, crl] = control::client_relay_paths(control);
+    match (clients.exists(), ca.exists()) {
+        (false, false) => return,
+        (true, false) | (false, true) => {
+            let (there, missing) = if ca.exists() {
+                (&ca, &clients)
+            } else {
+                (&clients, &ca)
+            };
+            say(
+                Level::Warning,
+                format!(
+                    "{} exists but {} does not: no client certificate is asked for",
+                    there.display(),
+                    missing.display()
+                ),
+            );
+            return;
+        }
+        (true, true) => {}
+    }
+    let mut readable = true;
+    for path in [&clients, &ca, &crl] {
+        if let (true, Some(acc)) = (path.exists(), account) {
+            if !acc.may(path, 4) {
+                readable = false;
+                say(
+                    Level::Error,
+                    format!(
+                        "{} is not readable by {}: no client certificate is asked for",
+                        path.display(),
+                        acc.name
+                    ),
+                );
+            }
+        }
+    }
+    match control::load_client_relay(control) {
+        Ok(Some(r)) if readable => say(
+            Level::Ok,
+            format!(
+                "client certificates asked for: CAs from {}, {} address(es) in {}",
+                ca.display(),
+                r.tlsclients.len(),
+                clients.display()
+            ),
+        ),
+        Ok(_) => {}
+        Err(e) => say(
+            Level::Error,
+            format!("{e}: no client certificate is asked for"),
+        ),
+    }
+    if !crl.exists() {
+        return;
+    }
+    match tls::crl_next_updates(&crl) {
+        Ok(list) if list.is_empty() => {}
+        Ok(list) => {
+            for (n, next) in list.iter().enumerate() {
+                let what = format!("{}: CRL {}", crl.display(), n + 1);
+                match next {
+                    None => say(Level::Warning, format!("{what} has no next update")),
+                    Some(t) if *t <= now => say(
+                        Level::Error,
+                        format!(
+                            "{what} is past its next update ({} day(s) ago): fetch a new one",
+                            (now - t).div_euclid(86_400)
+                        ),
+                    ),
+                    Some(t) => say(
+                        Level::Ok,
+                        format!(
+                            "{what} is current for {} more day(s)",
+                            (t - now).div_euclid(86_400)
+                        ),
+                    ),
+                }
+            }
+        }
+        Err(e) => say(Level::Error, e.to_string()),
+    }
+}
+
+/// Every `control/servercerts/<name>/servercert.pem`: its name must be a
+/// lower-case host name (else it is never used), and its file is checked
+/// as the default certificate is.
+fn check_sni_certificates(
+    control: &Path,
+    account: Option<&Account>,
+    now: i64,
+    say: &mut impl FnMut(Level, String),
+) {
+    let dir = control.join("servercerts");
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+        Err(e) => {
+            say(
+                Level::Error,
+                format!("{}: {e}: SNI certificates are not used", dir.display()),
+            );
+            return;
+        }
+    };
+    let mut names: Vec<_> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.file_name())
+        .collect();
+    names.sort();
+    for name in names {
+        let bytes = std::os::unix::ffi::OsStrExt::as_bytes(name.as_os_str());
+        let path = dir.join(&name).join("servercert.pem");
+        match crate::sni::dir_name(bytes) {
+            Some(lower) if lower.as_bytes() == bytes => {
+                say(Level::Ok, format!("SNI name {lower}: {}", path.display()));
+                if path.exists() {
+                    let impact = format!("clients asking for {lower} get the default certificate");
+                    check_certificate(&path, None, account, now, false, Some(&impact), say);
+                } else {
+                    say(
+                        Level::Warning,
+                        format!(
+                            "{} does not exist: clients asking for {lower} get the default certificate",
+                            path.display()
+                        ),
+                    );
+                }
+            }
+            _ => say(
+                Level::Warning,
+                format!(
+                    "{}: not a lower-case host name, so never used for SNI",
+                    dir.join(&name).display()
+                ),
+            ),
+        }
+    }
+}
+
 fn check_certificate(
     cert: &Path,
     key: Option<&Path>,
     account: Option<&Account>,
     now: i64,
     smtps: bool,
+    impact: Option<&str>,
     say: &mut impl FnMut(Level, String),
 ) {
     if !cert.exists() {
@@ -520,54 +673,60 @@ fn check_certificate(
         }
         return;
     }
-    match tls::server_config(cert, key, None) {
-        Ok(_) => say(
+    let pairs = match tls::key_pairs(cert, key) {
+        Ok(p) => p,
+        Err(e) => {
+            say(
+                Level::Error,
+                format!(
+                    "{e}: {}",
+                    impact.unwrap_or(if smtps {
+                        "with SMTPS every connection is closed before the greeting"
+                    } else {
+                        "STARTTLS would not be offered"
+                    })
+                ),
+            );
+            Vec::new()
+        }
+    };
+    if pairs.len() == 1 {
+        say(
             Level::Ok,
             format!("{}: certificate and key load, and match", cert.display()),
-        ),
-        Err(e) => say(
-            Level::Error,
-            format!(
-                "{e}: {}",
-                if smtps {
-                    "with SMTPS every connection is closed before the greeting"
-                } else {
-                    "STARTTLS would not be offered"
-                }
-            ),
-        ),
+        );
     }
-    match tls::end_entity_certificate(cert).map(|der| validity(&der)) {
-        Ok(Some((_, not_after))) => {
-            let days = (not_after - now).div_euclid(86_400);
-            if not_after <= now {
-                say(
-                    Level::Error,
-                    format!("{}: the certificate has expired", cert.display()),
-                );
-            } else if days < 30 {
-                say(
-                    Level::Warning,
-                    format!(
-                        "{}: the certificate expires in {days} day(s)",
-                        cert.display()
-                    ),
-                );
-            } else {
-                say(
-                    Level::Ok,
-                    format!(
-                        "{}: the certificate is valid for {days} more days",
-                        cert.display()
-                    ),
-                );
+    for p in &pairs {
+        let what = if pairs.len() == 1 {
+            format!("{}: the certificate", cert.display())
+        } else {
+            say(
+                Level::Ok,
+                format!(
+                    "{}: {} key and certificate load, and match (chain of {})",
+                    cert.display(),
+                    p.algorithm,
+                    p.chain_len
+                ),
+            );
+            format!("{}: the {} certificate", cert.display(), p.algorithm)
+        };
+        match validity(&p.leaf) {
+            Some((_, not_after)) => {
+                let days = (not_after - now).div_euclid(86_400);
+                if not_after <= now {
+                    say(Level::Error, format!("{what} has expired"));
+                } else if days < 30 {
+                    say(Level::Warning, format!("{what} expires in {days} day(s)"));
+                } else {
+                    say(Level::Ok, format!("{what} is valid for {days} more days"));
+                }
             }
+            None => say(
+                Level::Warning,
+                format!("{what}: cannot read the certificate's validity"),
+            ),
         }
-        Ok(None) => say(
-            Level::Warning,
-            format!("{}: cannot read the certificate's validity", cert.display()),
-        ),
-        Err(_) => {}
     }
     // The file that holds the private key must not be world-readable.
     let key_file = key.unwrap_or(cert);
@@ -589,9 +748,10 @@ fn check_certificate(
                 say(
                     Level::Error,
                     format!(
-                        "{} is not readable by {}: STARTTLS would not be offered",
+                        "{} is not readable by {}: {}",
                         path.display(),
-                        acc.name
+                        acc.name,
+                        impact.unwrap_or("STARTTLS would not be offered")
                     ),
                 );
             }
@@ -599,104 +759,4 @@ fn check_certificate(
     }
 }
 
-/// A DER element: (tag, contents, rest).
-fn der(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = input.split_first()?;
-    let (&first, mut rest) = rest.split_first()?;
-    let len = if first < 0x80 {
-        usize::from(first)
-    } else {
-        let n = usize::from(first & 0x7f);
-        if n == 0 || n > 4 || rest.len() < n {
-            return None;
-        }
-        let len = rest[..n]
-            .iter()
-            .fold(0usize, |l, &b| (l << 8) | usize::from(b));
-        rest = &rest[n..];
-        len
-    };
-    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
-}
-
-/// A certificate's validity period as Unix times (RFC 5280 §4.1.2.5).
-pub fn validity(cert: &[u8]) -> Option<(i64, i64)> {
-    let (0x30, certificate, _) = der(cert)? else {
-        return None;
-    };
-    let (0x30, tbs, _) = der(certificate)? else {
-        return None;
-    };
-    let mut rest = tbs;
-    // version [0] EXPLICIT, optional
-    let (tag, _, after) = der(rest)?;
-    if tag == 0xa0 {
-        rest = after;
-    }
-    let (_, _, rest) = der(rest)?; // serialNumber
-    let (_, _, rest) = der(rest)?; // signature
-    let (_, _, rest) = der(rest)?; // issuer
-    let (0x30, validity, _) = der(rest)? else {
-        return None;
-    };
-    let (t1, nb, rest) = der(validity)?;
-    let (t2, na, _) = der(rest)?;
-    Some((time(t1, nb)?, time(t2, na)?))
-}
-
-/// UTCTime (`YYMMDDHHMMSSZ`) or GeneralizedTime (`YYYYMMDDHHMMSSZ`).
-fn time(tag: u8, s: &[u8]) -> Option<i64> {
-    let s = std::str::from_utf8(s).ok()?.strip_suffix('Z')?;
-    let (year, rest) = match (tag, s.len()) {
-        (0x17, 12) => {
-            let yy: i64 = s[..2].parse().ok()?;
-            (if yy >= 50 { 1900 + yy } else { 2000 + yy }, &s[2..])
-        }
-        (0x18, 14) => (s[..4].parse().ok()?, &s[4..]),
-        _ => return None,
-    };
-    let n = |i: usize| rest.get(i..i + 2)?.parse::<i64>().ok();
-    let (month, day, hour, min, sec) = (n(0)?, n(2)?, n(4)?, n(6)?, n(8)?);
-    Some(days_from_civil(year, month, day) * 86_400 + hour * 3600 + min * 60 + sec)
-}
-
-/// Days since 1970-01-01 (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn civil_days() {
-        assert_eq!(days_from_civil(1970, 1, 1), 0);
-        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
-        assert_eq!(time(0x17, b"261122115435Z"), Some(1_795_348_475));
-        assert_eq!(time(0x18, b"20261122115435Z"), Some(1_795_348_475));
-        assert_eq!(time(0x17, b"491231235959Z"), Some(2_524_607_999));
-        assert_eq!(time(0x17, b"26112211543Z"), None);
-    }
-
-    #[test]
-    fn der_lengths() {
-        assert_eq!(
-            der(&[0x30, 0x01, 0xff, 0x00]),
-            Some((0x30, &[0xff][..], &[0x00][..]))
-        );
-        assert_eq!(
-            der(&[0x30, 0x81, 0x01, 0xff]),
-            Some((0x30, &[0xff][..], &[][..]))
-        );
-        assert_eq!(der(&[0x30, 0x05, 0xff]), None);
-        assert_eq!(der(&[0x30, 0x80]), None);
-        assert_eq!(validity(&[0x30, 0x00]), None);
-    }
-}
+pub use crate::x509::validity;

@@ -280,6 +280,7 @@ pub fn load(env: &Env, invocation: &Invocation) -> Result<Settings, StartupError
 
     let (cert, key) = tls_paths(env, &dir);
     let tls_source = TlsSource {
+        control: dir.clone(),
         cert,
         key,
         ciphers: match env.get("TLSCIPHERS").filter(|v| !v.is_empty()) {
@@ -312,6 +313,7 @@ pub fn load(env: &Env, invocation: &Invocation) -> Result<Settings, StartupError
             tls_source,
             tls_config: OnceLock::new(),
             tls_files: OnceLock::new(),
+            client_relay: OnceLock::new(),
             cram_host,
             challenges: std::cell::Cell::new(0),
             rcpt_cdbs,
@@ -412,6 +414,8 @@ pub(crate) fn open_cdb(path: &Path) -> Result<Option<cdb::CDB>, ControlError> {
 /// Where the TLS certificate, key and cipher list come from.
 #[derive(Debug, Clone)]
 pub struct TlsSource {
+    /// The control directory (`servercerts/`, client-certificate files).
+    pub control: PathBuf,
     /// `TLS_SERVER_CERT`, else `control/servercert.pem` (chain and key).
     pub cert: PathBuf,
     /// `TLS_SERVER_KEY`: the key in a file of its own.
@@ -431,6 +435,8 @@ pub struct ControlLookups {
     tls_config: OnceLock<Option<Arc<tls::ServerConfig>>>,
     /// Whether the PEM files hold a certificate and a key (checked once).
     tls_files: OnceLock<bool>,
+    /// Client-certificate relaying, loaded with the TLS configuration.
+    client_relay: OnceLock<Option<ClientRelay>>,
     /// The host name in CRAM-MD5 challenges.
     cram_host: Vec<u8>,
     /// Challenges made so far (part of each, so none repeats).
@@ -445,7 +451,9 @@ impl ControlLookups {
         self.tls_config
             .get_or_init(|| {
                 let src = &self.tls_source;
-                match tls::server_config(&src.cert, src.key.as_deref(), src.ciphers.as_deref()) {
+                let ca = self.client_relay().map(|r| &r.auth);
+                match tls::server_config(&src.cert, src.key.as_deref(), src.ciphers.as_deref(), ca)
+                {
                     Ok((config, warnings)) => {
                         for w in warnings {
                             log::line(&format!("warning: TLS: {w}"));
@@ -460,6 +468,84 @@ impl ControlLookups {
             })
             .clone()
     }
+}
+
+/// Relaying for client certificates: the CAs (and CRLs) that verify
+/// them, and the addresses of `control/tlsclients`.
+pub struct ClientRelay {
+    pub auth: tls::ClientAuth,
+    pub tlsclients: NameSet,
+}
+
+/// The client-certificate files below `control`: `tlsclients`,
+/// `clientca.pem`, `clientcrl.pem`.
+pub fn client_relay_paths(control: &Path) -> [PathBuf; 3] {
+    ["tlsclients", "clientca.pem", "clientcrl.pem"].map(|f| control.join(f))
+}
+
+/// Load client-certificate relaying: `Ok(None)` unless both `tlsclients`
+/// and `clientca.pem` exist; `clientcrl.pem` is used when it exists.
+pub fn load_client_relay(control: &Path) -> Result<Option<ClientRelay>, String> {
+    let [clients, ca, crl] = client_relay_paths(control);
+    if !ca.exists() {
+        return Ok(None);
+    }
+    let Some(lines) = read_lines(&clients).map_err(|e| e.to_string())? else {
+        return Ok(None);
+    };
+    let crl = crl.exists().then_some(crl.as_path());
+    let auth = tls::ClientAuth::load(&ca, crl).map_err(|e| e.to_string())?;
+    Ok(Some(ClientRelay {
+        auth,
+        tlsclients: NameSet::new(lines),
+    }))
+}
+
+impl ControlLookups {
+    /// Client-certificate relaying, if configured and usable (a problem
+    /// is logged once; then no certificate is asked for).
+    pub fn client_relay(&self) -> Option<&ClientRelay> {
+        self.client_relay
+            .get_or_init(|| match load_client_relay(&self.tls_source.control) {
+                Ok(r) => r,
+                Err(e) => {
+                    log::line(&format!(
+                        "client certificates not asked for (no relaying by certificate): {e}"
+                    ));
+                    None
+                }
+            })
+            .as_ref()
+    }
+
+    /// The TLS configuration for SNI name `name`, from
+    /// `control/servercerts/<name>/servercert.pem`: `None` (the default
+    /// certificate) when the name is not a host name, has no directory,
+    /// or its file is unusable (logged).
+    pub fn sni_config(&self, name: &str) -> Option<Arc<tls::ServerConfig>> {
+        let src = &self.tls_source;
+        let path = sni_cert_path(&src.control, name.as_bytes())?;
+        if !path.exists() {
+            return None;
+        }
+        let ca = self.client_relay().map(|r| &r.auth);
+        match tls::server_config(&path, None, src.ciphers.as_deref(), ca) {
+            Ok((config, _)) => Some(config),
+            Err(e) => {
+                log::line(&format!(
+                    "TLS: SNI name {name}: {e}: using the default certificate"
+                ));
+                None
+            }
+        }
+    }
+}
+
+/// `control/servercerts/<name>/servercert.pem` for an SNI name that is a
+/// host name (lower-cased); `None` for anything else.
+pub fn sni_cert_path(control: &Path, name: &[u8]) -> Option<PathBuf> {
+    let dir = crate::sni::dir_name(name)?;
+    Some(control.join("servercerts").join(dir).join("servercert.pem"))
 }
 
 impl Lookups for ControlLookups {

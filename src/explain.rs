@@ -396,6 +396,40 @@ pub fn explain(mut env: Env, invocation: &Invocation, opts: &Options) -> Report 
     relay_decided.push("control/rcpthosts [qmail]".into());
     report.line("relaying", relay, relay_decided);
     explain_checks(&env, &mut report);
+    if tls_ok {
+        let [clients, ca, crl] =
+            control::client_relay_paths(&control::qmailhome(&env).join("control"));
+        let mut decided: Vec<String> = [&ca, &clients, &crl]
+            .iter()
+            .filter(|p| p.exists())
+            .map(|p| format!("{} [qmail-tls]", p.display()))
+            .collect();
+        let answer = match session.lookups().client_relay() {
+            Some(r) => format!(
+                "asked for (optional) in the TLS handshake, naming the CAs of {}{}; a verified certificate whose e-mail address is one of the {} in {} may relay, as with RELAYCLIENT=\"\"; any other certificate, or none, changes nothing",
+                ca.display(),
+                if crl.exists() {
+                    format!(", revocation checked against {}", crl.display())
+                } else {
+                    String::new()
+                },
+                r.tlsclients.len(),
+                clients.display()
+            ),
+            None if ca.exists() && clients.exists() => {
+                "not asked for: the files are unusable (see the warning on stderr)".into()
+            }
+            None => {
+                decided.clear();
+                format!(
+                    "not asked for: {} and {} do not both exist",
+                    clients.display(),
+                    ca.display()
+                )
+            }
+        };
+        report.line("client certificate", answer, decided);
+    }
     if let Some(rcpt) = &opts.rcpt {
         let (answer, decided) = explain_rcpt(&mut session, opts, rcpt, rcptcheck.as_deref());
         report.line("RCPT", answer, decided);

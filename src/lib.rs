@@ -5,6 +5,7 @@
 #![deny(unsafe_code)]
 
 pub mod auth;
+pub mod certrelay;
 pub mod check;
 pub mod check_rcpt;
 pub mod checkpassword;
@@ -26,5 +27,7 @@ pub mod rcptcheck;
 pub mod rcptcheck_run;
 pub mod slowclient;
 pub mod smtp;
+pub mod sni;
 pub mod spp;
 pub mod tcprules;
+pub mod x509;

@@ -10,6 +10,7 @@ use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use qmail_smtpd::certrelay::{self, CertRelay};
 use qmail_smtpd::checkpassword::{self, Backend, Invocation};
 use qmail_smtpd::control::{self, ControlLookups, Env};
 use qmail_smtpd::io::fd::{FdTransport, IoError};
@@ -101,7 +102,7 @@ fn run() -> i32 {
     if implicit_tls {
         // SMTPS: the handshake comes before the greeting (RFC 8314).
         match start_tls(&mut session, &mut transport) {
-            Some(info) => tls_env = queue_env(&info),
+            Some(env) => tls_env = env,
             None => return 1,
         }
     }
@@ -191,7 +192,7 @@ fn startup_link(env: &Env) -> Option<Transport> {
         return Some(t);
     }
     let (cert, key) = control::tls_paths(env, &control::qmailhome(env).join("control"));
-    let config = match tls::server_config(&cert, key.as_deref(), None) {
+    let config = match tls::server_config(&cert, key.as_deref(), None, None) {
         Ok((config, _)) => config,
         Err(e) => {
             log::line(&format!(
@@ -200,7 +201,7 @@ fn startup_link(env: &Env) -> Option<Transport> {
             return None;
         }
     };
-    match t.start_tls(config) {
+    match t.start_tls(config, &|_| None) {
         Ok(_) => Some(t),
         Err(e) => {
             log::line(&format!("TLS handshake failed: {e}"));
@@ -286,23 +287,49 @@ fn queue_env(info: &TlsInfo) -> Vec<(String, Option<Vec<u8>>)> {
     ]
 }
 
-/// Handshake on the link; on success tell the session. `None`: the
-/// connection is over (the reason is logged).
-fn start_tls(session: &mut Session<ControlLookups>, transport: &mut Transport) -> Option<TlsInfo> {
-    let Some(config) = session.lookups().tls_config() else {
+/// Handshake on the link; on success tell the session, and return the
+/// TLS facts for qmail-queue's environment. `None`: the connection is
+/// over (the reason is logged).
+fn start_tls(
+    session: &mut Session<ControlLookups>,
+    transport: &mut Transport,
+) -> Option<Vec<(String, Option<Vec<u8>>)>> {
+    let lookups = session.lookups();
+    let Some(config) = lookups.tls_config() else {
         log::line("TLS required before the greeting (SMTPS) but not available: closing");
         return None;
     };
-    match transport.start_tls(config) {
+    match transport.start_tls(config, &|name| lookups.sni_config(name)) {
         Ok(info) => {
             session.tls_started(format!("{} {}", info.version, info.cipher));
-            Some(info)
+            let mut env = queue_env(&info);
+            if let Some(relay) = client_certificate(session.lookups()) {
+                if let CertRelay::Granted(email) = &relay {
+                    env.push(("TLS_CLIENT_EMAIL".into(), Some(email.clone())));
+                }
+                session.client_certificate(relay);
+            }
+            Some(env)
         }
         Err(e) => {
             log::line(&format!("TLS handshake failed: {e}"));
             None
         }
     }
+}
+
+/// When a client certificate was asked for: what it earns (logged once).
+fn client_certificate(lookups: &ControlLookups) -> Option<CertRelay> {
+    let relay = lookups.client_relay()?;
+    let decision = certrelay::decide(&relay.auth.outcome(), &relay.tlsclients);
+    log::line(&match &decision {
+        CertRelay::Granted(email) => format!(
+            "client certificate: relaying allowed for \"{}\"",
+            printable(email)
+        ),
+        refused => format!("client certificate: no relaying: {}", refused.reason()),
+    });
+    Some(decision)
 }
 
 /// The connection's edge state: the link, the pending output, and what the
@@ -525,7 +552,7 @@ fn dialogue(
                     pos = len;
                 }
                 match start_tls(session, &mut conn.transport) {
-                    Some(info) => tls_env = queue_env(&info),
+                    Some(env) => tls_env = env,
                     None => return (abort(queue, 0), "tls_failed"),
                 }
             }

@@ -556,7 +556,13 @@ fn smtpd_465_smtps_needs_auth() {
 /// the tests above (and operators) can move them.
 #[test]
 fn scripts_take_every_setting_from_variables() {
-    for svc in ["smtpd-25", "smtpd-25-greylist", "smtpd-587", "smtpd-465"] {
+    for svc in [
+        "smtpd-25",
+        "smtpd-25-greylist",
+        "smtpd-587",
+        "smtpd-465",
+        "smtpd-587-cert",
+    ] {
         let dir = examples_dir().join(svc);
         for f in ["Makefile", "tcp.smtp", "run", "log/run"] {
             assert!(dir.join(f).is_file(), "{svc}/{f} missing");
@@ -586,6 +592,141 @@ fn scripts_take_every_setting_from_variables() {
             "{svc}/log/run"
         );
     }
+}
+
+/// `openssl ARGS` in `dir`, which must succeed.
+fn openssl_in(dir: &Path, args: &[&str]) {
+    let o = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "openssl {args:?}: {}", text(&o));
+}
+
+#[test]
+fn smtpd_587_cert_relays_for_listed_client_certificates() {
+    let s = Service::start("smtpd-587-cert", "");
+    // A CA and a client certificate for relay@example.org, made here;
+    // clientca.pem and tlsclients as the README says (no secret in them).
+    let ca = s.base.join("ca");
+    std::fs::create_dir_all(&ca).unwrap();
+    openssl_in(
+        &ca,
+        &[
+            "req",
+            "-x509",
+            "-nodes",
+            "-days",
+            "30",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-subj",
+            "/CN=Example client CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        ],
+    );
+    std::fs::write(
+        ca.join("ext"),
+        "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n",
+    )
+    .unwrap();
+    openssl_in(
+        &ca,
+        &[
+            "req",
+            "-new",
+            "-nodes",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-subj",
+            "/CN=scanner/emailAddress=relay@example.org",
+            "-keyout",
+            "c.key",
+            "-out",
+            "c.csr",
+        ],
+    );
+    openssl_in(
+        &ca,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "c.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "30",
+            "-extfile",
+            "ext",
+            "-out",
+            "c.pem",
+        ],
+    );
+    let control = s.base.join("qmail/control");
+    std::fs::copy(ca.join("ca.pem"), control.join("clientca.pem")).unwrap();
+    std::fs::write(control.join("tlsclients"), "relay@example.org\n").unwrap();
+    for f in ["clientca.pem", "tlsclients"] {
+        mode(&control.join(f), 0o644);
+    }
+    let (cert, key) = (ca.join("c.pem"), ca.join("c.key"));
+    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let msg = ["--from", "scanner@example.org", "--to", "x@elsewhere.test"];
+
+    // Before STARTTLS: refused.
+    let t = s.refused(&msg);
+    assert!(
+        t.contains("530 5.7.0 Must issue a STARTTLS command first"),
+        "{t}"
+    );
+    // With the certificate: relayed, without AUTH.
+    let mut args = vec!["--tls", "--tls-cert", cert, "--tls-key", key];
+    args.extend(msg);
+    s.deliver(&args);
+    // Without a certificate: why not.
+    let mut args = vec!["--tls"];
+    args.extend(msg);
+    let t = s.refused(&args);
+    assert!(
+        t.contains("553 5.7.1 sorry, that domain isn't in my list of allowed rcpthosts; no valid cert for gatewaying: no certificate"),
+        "{t}"
+    );
+    // A user with a password still relays by AUTH.
+    let mut args = vec![
+        "--tls",
+        "--auth",
+        "PLAIN",
+        "--auth-user",
+        "alice",
+        "--auth-password",
+        "wonderland",
+    ];
+    args.extend(msg);
+    s.deliver(&args);
+
+    let q = s.queued();
+    assert_eq!(q.len(), 2, "{q:?}");
+    assert!(
+        q[0].0.contains(")\n  (cert relay@example.org); "),
+        "{}",
+        q[0].0
+    );
+    assert_eq!(q[0].1, env_of("scanner@example.org", "x@elsewhere.test"));
+    s.check_log(&[
+        "client certificate: relaying allowed for \"relay@example.org\"",
+        "client certificate: no relaying: no certificate",
+    ]);
 }
 
 /// control-examples/haproxy: the shipped haproxy.cfg in front of two

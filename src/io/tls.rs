@@ -15,11 +15,22 @@
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::aws_lc_rs;
-use rustls::server::NoServerSessionStorage;
-use rustls::{CipherSuite, ProtocolVersion, ServerConnection, SupportedCipherSuite};
+use rustls::server::AcceptedAlert;
+use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::{Acceptor, ClientHello, NoServerSessionStorage, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
+use rustls_pki_types::{CertificateRevocationListDer, UnixTime};
+
+use crate::certrelay::ClientCert;
+use rustls::{
+    CipherSuite, ProtocolVersion, ServerConnection, SignatureAlgorithm, SupportedCipherSuite,
+};
 use rustls_pki_types::pem::{self, PemObject};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -84,13 +95,14 @@ fn pem_error(path: &Path, what: &str, e: &pem::Error) -> ConfigError {
 /// Build the server configuration from the certificate chain (and the key,
 /// unless `key` names a file of its own) and an optional cipher list in
 /// OpenSSL or rustls spelling. Returns warnings worth logging.
+/// With `client_auth`, the handshake asks for an optional client
+/// certificate and records what it shows (see [`ClientAuth`]).
 pub fn server_config(
     cert: &Path,
     key: Option<&Path>,
     ciphers: Option<&str>,
+    client_auth: Option<&ClientAuth>,
 ) -> Result<(Arc<ServerConfig>, Vec<String>), ConfigError> {
-    let (certs, key) = read_pem(cert, key)?;
-
     let mut warnings = Vec::new();
     let mut provider = aws_lc_rs::default_provider();
     if let Some(list) = ciphers {
@@ -106,15 +118,192 @@ pub fn server_config(
             None => warnings.push("cipher list names no usable suite: using the defaults".into()),
         }
     }
-    let mut config = ServerConfig::builder_with_provider(Arc::new(provider))
+    let keys = certified_keys(cert, key, &provider)?;
+    let builder = ServerConfig::builder_with_provider(Arc::new(provider))
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| ConfigError(format!("TLS settings: {e}")))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| ConfigError(format!("{}: certificate or key: {e}", cert.display())))?;
+        .map_err(|e| ConfigError(format!("TLS settings: {e}")))?;
+    let builder = match client_auth {
+        Some(ca) => builder.with_client_cert_verifier(ca.0.clone()),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_cert_resolver(Arc::new(ByClient(keys)));
     config.send_tls13_tickets = 0;
+    // The server's order of suites decides (testssl: "cipher order
+    // configured"): rustls' order, or TLSCIPHERS' as narrowed above.
+    config.ignore_client_order = true;
     config.session_storage = Arc::new(NoServerSessionStorage {});
     Ok((Arc::new(config), warnings))
+}
+
+/// Client certificates for relaying (`control/clientca.pem`, optional
+/// `control/clientcrl.pem`): the handshake sends a CertificateRequest
+/// naming the CAs, the client may answer with no certificate, and a
+/// certificate that does not verify never fails the handshake: the
+/// verifier records the outcome instead of refusing, and
+/// [`ClientAuth::outcome`] tells it after the handshake.
+pub struct ClientAuth(Arc<RecordingVerifier>);
+
+impl ClientAuth {
+    /// Load the CA certificates and the CRLs.
+    pub fn load(ca: &Path, crl: Option<&Path>) -> Result<ClientAuth, ConfigError> {
+        let pem = read_file(ca, "CA certificate")?;
+        let cas: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
+            .collect::<Result<_, _>>()
+            .map_err(|e| pem_error(ca, "CA certificate", &e))?;
+        let mut roots = RootCertStore::empty();
+        let (added, ignored) = roots.add_parsable_certificates(cas);
+        if added == 0 {
+            return Err(ConfigError(format!(
+                "{}: no usable CA certificate{}",
+                ca.display(),
+                if ignored > 0 { " (none parses)" } else { "" }
+            )));
+        }
+        let mut crls = Vec::new();
+        if let Some(path) = crl {
+            let pem = read_file(path, "CRL")?;
+            crls = CertificateRevocationListDer::pem_slice_iter(&pem)
+                .collect::<Result<_, _>>()
+                .map_err(|e| pem_error(path, "CRL", &e))?;
+            if crls.is_empty() {
+                return Err(ConfigError(format!("{}: no CRL found", path.display())));
+            }
+        }
+        let inner = WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            Arc::new(aws_lc_rs::default_provider()),
+        )
+        .with_crls(crls)
+        // A CA without a CRL in the file is not a reason to refuse.
+        .allow_unknown_revocation_status()
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| {
+            ConfigError(format!(
+                "{}{}: {e}",
+                ca.display(),
+                crl.map(|c| format!(" or {}", c.display()))
+                    .unwrap_or_default()
+            ))
+        })?;
+        Ok(ClientAuth(Arc::new(RecordingVerifier {
+            inner,
+            outcome: Mutex::new(None),
+        })))
+    }
+
+    /// What the client showed in the handshake that used this.
+    pub fn outcome(&self) -> ClientCert {
+        self.0
+            .outcome
+            .lock()
+            .map_or(None, |o| o.clone())
+            .unwrap_or(ClientCert::None)
+    }
+}
+
+/// The nextUpdate of each CRL in a PEM file (`None` for a CRL without
+/// one), for `--check`.
+pub fn crl_next_updates(path: &Path) -> Result<Vec<Option<i64>>, ConfigError> {
+    let pem = read_file(path, "CRL")?;
+    let crls: Vec<CertificateRevocationListDer<'static>> =
+        CertificateRevocationListDer::pem_slice_iter(&pem)
+            .collect::<Result<_, _>>()
+            .map_err(|e| pem_error(path, "CRL", &e))?;
+    Ok(crls
+        .iter()
+        .map(|c| crate::x509::crl_next_update(c.as_ref()))
+        .collect())
+}
+
+/// webpki's client verifier, with its verdict recorded instead of
+/// enforced: many MTAs present some certificate when asked, and a failed
+/// handshake would lose their mail. Nothing trusts a certificate on the
+/// handshake's success alone; only a recorded `Verified` grants anything.
+#[derive(Debug)]
+struct RecordingVerifier {
+    inner: Arc<dyn ClientCertVerifier>,
+    outcome: Mutex<Option<ClientCert>>,
+}
+
+impl RecordingVerifier {
+    fn record(&self, c: ClientCert) {
+        if let Ok(mut o) = self.outcome.lock() {
+            *o = Some(c);
+        }
+    }
+
+    /// A failed signature undoes a `Verified`: the client does not hold
+    /// the certificate's key.
+    fn signature(
+        &self,
+        r: Result<HandshakeSignatureValid, rustls::Error>,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        if let Err(e) = r {
+            let verified = matches!(
+                self.outcome.lock().as_deref(),
+                Ok(Some(ClientCert::Verified(_)))
+            );
+            if verified {
+                self.record(ClientCert::NotVerified(format!("bad signature: {e}")));
+            }
+        }
+        Ok(HandshakeSignatureValid::assertion())
+    }
+}
+
+impl ClientCertVerifier for RecordingVerifier {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.record(
+            match self
+                .inner
+                .verify_client_cert(end_entity, intermediates, now)
+            {
+                Ok(_) => ClientCert::Verified(end_entity.as_ref().to_vec()),
+                Err(e) => ClientCert::NotVerified(e.to_string()),
+            },
+        );
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.signature(self.inner.verify_tls12_signature(message, cert, dss))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.signature(self.inner.verify_tls13_signature(message, cert, dss))
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }
 
 /// A quick look at the files: PEM with at least one certificate, and a
@@ -161,12 +350,12 @@ fn has_key_section(pem: &[u8]) -> bool {
         })
 }
 
-/// The certificate chain and the private key, each file read once (the
-/// key from the certificate file unless it has its own).
+/// The certificates and the private keys, each file read once (the keys
+/// from the certificate file unless they have their own).
 fn read_pem(
     cert: &Path,
     key: Option<&Path>,
-) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), ConfigError> {
+) -> Result<(Vec<CertificateDer<'static>>, Vec<PrivateKeyDer<'static>>), ConfigError> {
     let cert_pem = read_file(cert, "certificate")?;
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
         .collect::<Result<_, _>>()
@@ -178,15 +367,176 @@ fn read_pem(
         Some(k) => (k, read_file(k, "private key")?),
         None => (cert, cert_pem),
     };
-    let key = PrivateKeyDer::from_pem_slice(&key_pem)
+    let keys: Vec<PrivateKeyDer<'static>> = PrivateKeyDer::pem_slice_iter(&key_pem)
+        .collect::<Result<_, _>>()
         .map_err(|e| pem_error(key_path, "private key", &e))?;
-    Ok((certs, key))
+    if keys.is_empty() {
+        return Err(pem_error(
+            key_path,
+            "private key",
+            &pem::Error::NoItemsFound,
+        ));
+    }
+    Ok((certs, keys))
 }
 
-/// The first (end-entity) certificate in a PEM file, as DER.
-pub fn end_entity_certificate(path: &Path) -> Result<Vec<u8>, ConfigError> {
-    let pem = read_file(path, "certificate")?;
-    first_certificate(&pem, path).map(|c| c.as_ref().to_vec())
+/// One key with its chain, as `--check` reports it.
+pub struct KeyPair {
+    /// `RSA`, `ECDSA`, `ED25519`.
+    pub algorithm: String,
+    /// The end-entity certificate, DER.
+    pub leaf: Vec<u8>,
+    /// Certificates in the chain, the leaf included.
+    pub chain_len: usize,
+}
+
+/// Load, pair and describe the keys of a certificate file (`--check`).
+pub fn key_pairs(cert: &Path, key: Option<&Path>) -> Result<Vec<KeyPair>, ConfigError> {
+    let provider = aws_lc_rs::default_provider();
+    Ok(certified_keys(cert, key, &provider)?
+        .iter()
+        .map(|k| KeyPair {
+            algorithm: format!("{:?}", k.key.algorithm()),
+            leaf: k.cert[0].as_ref().to_vec(),
+            chain_len: k.cert.len(),
+        })
+        .collect())
+}
+
+/// Every private key in the files, each with the chain of the certificate
+/// whose public key matches it, wherever they are in the file (Postfix's
+/// `smtpd_tls_chain_files` allows the same). With one key the chain is
+/// every certificate, its own first and the others in file order (as
+/// before); with several, each chain follows issuer names up from its
+/// leaf. ECDSA and Ed25519 keys come before RSA: [`ByClient`] offers the
+/// first one the client can use.
+fn certified_keys(
+    cert: &Path,
+    key: Option<&Path>,
+    provider: &rustls::crypto::CryptoProvider,
+) -> Result<Vec<Arc<CertifiedKey>>, ConfigError> {
+    let (certs, keys) = read_pem(cert, key)?;
+    let key_path = key.unwrap_or(cert);
+    let several = keys.len() > 1;
+    let mut out = Vec::new();
+    for (n, der) in keys.into_iter().enumerate() {
+        let signing = load_key(der, provider).map_err(|e| {
+            ConfigError(format!(
+                "{}: private key {}: {e}",
+                key_path.display(),
+                n + 1
+            ))
+        })?;
+        // Why certificates were passed over, other than another key.
+        let mut unreadable = None;
+        let Some(leaf) = certs.iter().position(|c| {
+            match CertifiedKey::new(vec![c.clone()], signing.clone()).keys_match() {
+                Ok(()) => true,
+                Err(rustls::Error::InconsistentKeys(_)) => false,
+                Err(e) => {
+                    unreadable.get_or_insert(e);
+                    false
+                }
+            }
+        }) else {
+            return Err(ConfigError(format!(
+                "{}: certificate or key: the {:?} private key{} matches no certificate in {}{}",
+                cert.display(),
+                signing.algorithm(),
+                if several {
+                    format!(" (number {})", n + 1)
+                } else {
+                    String::new()
+                },
+                cert.display(),
+                unreadable.map_or_else(String::new, |e| format!(
+                    " (a certificate could not be read: {e})"
+                ))
+            )));
+        };
+        let order = if several {
+            chain_by_names(&certs, leaf)
+        } else {
+            std::iter::once(leaf)
+                .chain((0..certs.len()).filter(|&i| i != leaf))
+                .collect()
+        };
+        let chain = order.into_iter().map(|i| certs[i].clone()).collect();
+        out.push(Arc::new(CertifiedKey::new(chain, signing)));
+    }
+    out.sort_by_key(|k| k.key.algorithm() == SignatureAlgorithm::RSA);
+    Ok(out)
+}
+
+/// Load a private key, going straight to its kind's loader: rustls'
+/// generic loader tries RSA first, and aws-lc's failed RSA parse of an EC
+/// key costs about as much as loading it (a fifth of an ECDSA session).
+fn load_key(
+    der: PrivateKeyDer<'static>,
+    provider: &rustls::crypto::CryptoProvider,
+) -> Result<Arc<dyn rustls::sign::SigningKey>, rustls::Error> {
+    use crate::x509::{KeyKind, pkcs8_kind};
+    use aws_lc_rs::sign::{any_ecdsa_type, any_eddsa_type};
+    match &der {
+        PrivateKeyDer::Sec1(_) => any_ecdsa_type(&der),
+        PrivateKeyDer::Pkcs8(p) => match pkcs8_kind(p.secret_pkcs8_der()) {
+            Some(KeyKind::Ec) => any_ecdsa_type(&der),
+            Some(KeyKind::Ed25519) => any_eddsa_type(p),
+            _ => provider.key_provider.load_private_key(der),
+        },
+        _ => provider.key_provider.load_private_key(der),
+    }
+}
+
+/// Indices of the chain from `leaf` up: each next certificate is the one
+/// whose subject is the current one's issuer, until a self-issued one or
+/// none is found.
+fn chain_by_names(certs: &[CertificateDer<'_>], leaf: usize) -> Vec<usize> {
+    let mut chain = vec![leaf];
+    while let Some((issuer, subject)) = crate::x509::issuer_subject(&certs[chain[chain.len() - 1]])
+    {
+        if issuer == subject {
+            break;
+        }
+        let next = (0..certs.len()).find(|i| {
+            !chain.contains(i)
+                && crate::x509::issuer_subject(&certs[*i]).is_some_and(|(_, s)| s == issuer)
+        });
+        match next {
+            Some(i) => chain.push(i),
+            None => break,
+        }
+    }
+    chain
+}
+
+/// Picks, per ClientHello, the first key (ECDSA and Ed25519 before RSA)
+/// the client can verify: one of its signature schemes fits the key, and
+/// it offers TLS 1.3 or a TLS 1.2 suite for that kind of key. A client
+/// that fits none gets the last (RSA if there is one), and the handshake
+/// says why it fails.
+#[derive(Debug)]
+struct ByClient(Vec<Arc<CertifiedKey>>);
+
+impl ResolvesServerCert for ByClient {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let suites = hello.cipher_suites();
+        let named = |prefix: &str| {
+            suites
+                .iter()
+                .any(|s| s.as_str().is_some_and(|n| n.starts_with(prefix)))
+        };
+        let tls13 = named("TLS13_");
+        let fits = |k: &&Arc<CertifiedKey>| {
+            k.key.choose_scheme(hello.signature_schemes()).is_some()
+                && (tls13
+                    || match k.key.algorithm() {
+                        SignatureAlgorithm::RSA => named("TLS_ECDHE_RSA_"),
+                        _ => named("TLS_ECDHE_ECDSA_"),
+                    })
+        };
+        self.0.iter().find(fits).or(self.0.last()).cloned()
+    }
 }
 
 /// The first certificate in `pem` (the text of `path`). Only that section
@@ -286,6 +636,15 @@ fn choose_suites(
     (Some(chosen), ignored)
 }
 
+/// Send the alert for a failed ClientHello (best effort) and say why.
+fn send_alert(fd: &mut FdTransport, mut alert: AcceptedAlert, e: &rustls::Error) -> HandshakeError {
+    let mut out = Vec::new();
+    if alert.write_all(&mut out).is_ok() && !out.is_empty() {
+        let _ = fd.write_all(&out);
+    }
+    HandshakeError::Tls(e.to_string())
+}
+
 /// Reads fd 0 for rustls, each read bounded by the transport's timeout.
 struct FdReader<'a>(&'a mut FdTransport);
 
@@ -315,13 +674,35 @@ pub struct TlsTransport {
 }
 
 impl TlsTransport {
-    /// Run the server side of the handshake on `fd`. On failure, the alert
-    /// rustls prepared (if any) has been sent.
+    /// Run the server side of the handshake on `fd`, with `config`, or
+    /// with what `by_name` gives for the client's SNI name (`None`: the
+    /// default). On failure, the alert rustls prepared (if any) has been
+    /// sent.
     pub fn handshake(
-        fd: FdTransport,
+        mut fd: FdTransport,
         config: Arc<ServerConfig>,
+        by_name: &dyn Fn(&str) -> Option<Arc<ServerConfig>>,
     ) -> Result<(TlsTransport, TlsInfo), HandshakeError> {
-        let conn = ServerConnection::new(config).map_err(|e| HandshakeError::Tls(e.to_string()))?;
+        // The ClientHello first, so the certificate for its name is
+        // loaded here, in our own code, and only that one.
+        let mut acceptor = Acceptor::default();
+        let accepted = loop {
+            match acceptor.read_tls(&mut FdReader(&mut fd)) {
+                Ok(0) => return Err(HandshakeError::Eof),
+                Ok(_) => {}
+                Err(e) => return Err(HandshakeError::Io(from_io(e))),
+            }
+            match acceptor.accept() {
+                Ok(Some(a)) => break a,
+                Ok(None) => {}
+                Err((e, alert)) => return Err(send_alert(&mut fd, alert, &e)),
+            }
+        };
+        let server_name = accepted.client_hello().server_name().map(str::to_string);
+        let chosen = server_name.as_deref().and_then(by_name).unwrap_or(config);
+        let conn = accepted
+            .into_connection(chosen)
+            .map_err(|(e, alert)| send_alert(&mut fd, alert, &e))?;
         let mut t = TlsTransport {
             fd,
             conn,

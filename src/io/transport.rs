@@ -32,10 +32,15 @@ impl Transport {
     /// Run the TLS handshake on the plain link. The caller has already
     /// thrown away any plaintext it read but did not process
     /// (CVE-2011-0411): only bytes read from here on reach TLS.
-    pub fn start_tls(&mut self, config: Arc<ServerConfig>) -> Result<TlsInfo, HandshakeError> {
+    /// `by_name` gives the configuration for an SNI name, if it has one.
+    pub fn start_tls(
+        &mut self,
+        config: Arc<ServerConfig>,
+        by_name: &dyn Fn(&str) -> Option<Arc<ServerConfig>>,
+    ) -> Result<TlsInfo, HandshakeError> {
         match std::mem::replace(self, Transport::Broken) {
             Transport::Plain(fd) => {
-                let (tls, info) = TlsTransport::handshake(fd, config)?;
+                let (tls, info) = TlsTransport::handshake(fd, config, by_name)?;
                 *self = Transport::Tls(Box::new(tls));
                 Ok(info)
             }

@@ -13,6 +13,9 @@ pub struct ReceivedInfo<'a> {
     pub local: &'a [u8],
     pub protocol: &'a str,
     pub tls: Option<&'a str>,
+    /// The address of a client certificate that granted relaying: a
+    /// `(cert <email>)` continuation line, as the qmail-tls patch adds.
+    pub cert: Option<&'a [u8]>,
 }
 
 /// qmail's `safeput`: anything outside a small safe set becomes `?`, so
@@ -70,6 +73,11 @@ pub fn received(info: &ReceivedInfo<'_>, unix_time: u64, out: &mut Vec<u8>) {
     if let Some(tls) = info.tls {
         out.extend_from_slice(b" (");
         out.extend_from_slice(tls.as_bytes());
+        out.push(b')');
+    }
+    if let Some(email) = info.cert {
+        out.extend_from_slice(b"\n  (cert ");
+        safeput(out, email);
         out.push(b')');
     }
     out.extend_from_slice(b"; ");
@@ -145,6 +153,7 @@ mod tests {
         local: b"mx.example.org",
         protocol: "ESMTP",
         tls: None,
+        cert: None,
     };
 
     #[test]
@@ -172,6 +181,13 @@ mod tests {
         };
         assert!(header(&tls).contains(
             "  by mx.example.org with ESMTPS (TLSv1.3 TLS13_AES_256_GCM_SHA384); 22 Nov"
+        ));
+        let cert = ReceivedInfo {
+            cert: Some(b"relay@example.org (x)"),
+            ..tls
+        };
+        assert!(header(&cert).contains(
+            " with ESMTPS (TLSv1.3 TLS13_AES_256_GCM_SHA384)\n  (cert relay@example.org??x?); 22 Nov"
         ));
     }
 

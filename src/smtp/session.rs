@@ -18,6 +18,7 @@ use super::data::{DataError, DataScanner, MAX_HOPS, Scan};
 use super::received::{ReceivedInfo, received};
 use super::reply::{self, Reply, render_line};
 use crate::auth::{self, Credentials, Exchange, Failure, Mechanism, Step};
+use crate::certrelay::CertRelay;
 use crate::policy::{AuthPolicy, Link, LinkState, Policy, TlsPolicy};
 use crate::rcpt_checks::{self, HeloFlags, RcptChecks, RcptCounters};
 use crate::spp::{self, Hook, Later};
@@ -93,6 +94,10 @@ impl NameSet {
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
     }
 }
 
@@ -390,6 +395,8 @@ pub struct Session<L> {
     /// A recipient waiting for RCPTCHECK: the address, whether it passed
     /// rcpthosts (`RCPTHOSTS=1`) and a validrcptto list (`RCPTFOUND=1`).
     rcptcheck_pending: Option<(Vec<u8>, bool, bool)>,
+    /// What a client certificate earned, when one was asked for.
+    cert_relay: Option<CertRelay>,
 }
 
 /// A command held while its hook's plugins run.
@@ -435,6 +442,7 @@ impl<L: Lookups> Session<L> {
             rcpt_counters: RcptCounters::default(),
             helo_flags: HeloFlags::default(),
             rcptcheck_pending: None,
+            cert_relay: None,
         }
     }
 
@@ -542,6 +550,20 @@ impl<L: Lookups> Session<L> {
         self.hook = None;
     }
 
+    /// A client certificate was asked for in the handshake: what it
+    /// earned, for the rest of the session (after [`Session::tls_started`]).
+    pub fn client_certificate(&mut self, relay: CertRelay) {
+        self.cert_relay = Some(relay);
+    }
+
+    /// The address of a client certificate that grants relaying.
+    fn cert_email(&self) -> Option<&[u8]> {
+        match &self.cert_relay {
+            Some(CertRelay::Granted(email)) => Some(email),
+            _ => None,
+        }
+    }
+
     /// The authenticated user, if any.
     pub fn auth_user(&self) -> Option<&[u8]> {
         self.auth_user.as_ref().map(|(u, _)| u.as_slice())
@@ -609,6 +631,9 @@ impl<L: Lookups> Session<L> {
         if let Some((user, mech)) = &self.auth_user {
             s.push_str(&format!(" auth={} {}", mech.name(), auth::log_user(user)));
         }
+        if let Some(email) = self.cert_email() {
+            s.push_str(&format!(" cert=\"{}\"", printable(email)));
+        }
         if self.auth_failures > 0 {
             s.push_str(&format!(" auth_failures={}", self.auth_failures));
         }
@@ -666,6 +691,7 @@ impl<L: Lookups> Session<L> {
                 self.txn.smtputf8,
             ),
             tls: self.tls.as_deref(),
+            cert: self.cert_email(),
         };
         received(&info, now, &mut out.body);
         // qmail-spp `H` headers, after our Received line.
@@ -1305,9 +1331,7 @@ impl<L: Lookups> Session<L> {
         }
         if self.cfg.spp != 0 {
             self.spp.rcpts_all += 1;
-            let hosts_ok = self.cfg.relayclient.is_some()
-                || self.auth_user.is_some()
-                || self.rcpt_allowed(&addr) == Ok(None);
+            let hosts_ok = self.may_relay() || self.rcpt_allowed(&addr) == Ok(None);
             self.spp_set("SMTPRCPTTO", &addr);
             self.spp_set("SMTPRCPTCOUNT", self.txn.rcpts.len().to_string().as_bytes());
             self.spp_set(
@@ -1325,8 +1349,9 @@ impl<L: Lookups> Session<L> {
     /// RCPT after its `[rcpt]` hook; `omit` (spp `O`) skips rcpthosts
     /// (validrcptto and RCPTCHECK still run, as in jms1's patch).
     fn rcpt_after_hook(&mut self, addr: Vec<u8>, omit: bool, out: &mut Output) -> Action {
-        // RELAYCLIENT, or an authenticated client (RFC 4954 §6), may relay;
-        // so may a recipient a plugin accepted with `O`.
+        // RELAYCLIENT, an authenticated client (RFC 4954 §6) or one with a
+        // certificate listed in tlsclients (qmail-tls) may relay; so may a
+        // recipient a plugin accepted with `O`.
         let may_relay = self.may_relay();
         let (mut in_rcpthosts, mut found) = (false, false);
         if !may_relay {
@@ -1335,6 +1360,19 @@ impl<L: Lookups> Session<L> {
                     Ok(None) => in_rcpthosts = true,
                     Ok(Some(r)) => {
                         self.rcpt_counters.bad = self.rcpt_counters.bad.saturating_add(1);
+                        if let (Some(c), true) = (&self.cert_relay, r == reply::NOT_IN_RCPTHOSTS) {
+                            // qmail-tls: say why the certificate did not help.
+                            let text =
+                                format!("{}; no valid cert for gatewaying: {}", r.text, c.reason());
+                            render_line(
+                                &mut out.replies,
+                                r.code,
+                                false,
+                                r.enhanced,
+                                text.as_bytes(),
+                            );
+                            return Action::NeedInput;
+                        }
                         return self.reply(r, out);
                     }
                     Err(LookupError) => {
@@ -1485,7 +1523,7 @@ impl<L: Lookups> Session<L> {
 
     /// `RELAYCLIENT` is set or the client authenticated.
     fn may_relay(&self) -> bool {
-        self.cfg.relayclient.is_some() || self.auth_user.is_some()
+        self.cfg.relayclient.is_some() || self.auth_user.is_some() || self.cert_email().is_some()
     }
 
     /// `user@[a.b.c.d]` naming one of our own addresses becomes

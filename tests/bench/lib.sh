@@ -9,8 +9,11 @@
 #   sandbox                     a temp qmail home in $dir: control/me localhost,
 #                               rcpthosts example.org, a self-signed RSA-2048
 #                               certificate ($dir/cert.pem, $dir/key.pem,
-#                               control/servercert.pem); removed on exit
-#                               unless BENCH_KEEP=1
+#                               control/servercert.pem), and a self-signed
+#                               ECDSA P-256 one in $dir/ecdsa.pem (key
+#                               included; certificate alone in
+#                               $dir/ecdsa-cert.pem) for TLS_SERVER_CERT;
+#                               removed on exit unless BENCH_KEEP=1
 #   free_port                   a free loopback port
 #   start NAME [TCPSERVER-OPTS...] -- PROG [ARGS...]
 #                               tcpserver on 127.0.0.1 (-R -H -l localhost) with a
@@ -18,7 +21,8 @@
 #                               the NAME=VALUE words in the array start_env);
 #                               sets port_NAME and pid_NAME; killed on exit
 #   median                      the median of the numbers on stdin ("?" if none)
-#   bench_run PORT ARGS...      one smtp-bench run against 127.0.0.1:PORT (with --ca)
+#   bench_run PORT ARGS...      one smtp-bench run against 127.0.0.1:PORT (with --ca
+#                               $bench_ca, default $dir/cert.pem)
 #   measure PORT KEY... -- ARGS run smtp-bench $reps times, print the median of
 #                               each KEY (space-separated)
 #   key KEY                     the value of KEY=... in the lines on stdin, one a line
@@ -93,6 +97,9 @@ sandbox() {
     openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost \
       -keyout "$dir/key.pem" -out "$dir/cert.pem" 2>/dev/null
     cat "$dir/cert.pem" "$dir/key.pem" >"$dir/control/servercert.pem"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+      -subj /CN=localhost -keyout "$dir/ecdsa-key.pem" -out "$dir/ecdsa-cert.pem" 2>/dev/null
+    cat "$dir/ecdsa-cert.pem" "$dir/ecdsa-key.pem" >"$dir/ecdsa.pem"
   )
 }
 
@@ -136,7 +143,7 @@ key() {
 bench_run() {
   local port=$1
   shift
-  "$bench" --addr "127.0.0.1:$port" --ca "$dir/cert.pem" "$@" || {
+  "$bench" --addr "127.0.0.1:$port" --ca "${bench_ca:-$dir/cert.pem}" "$@" || {
     echo "smtp-bench $* (port $port) failed" >&2
     return 1
   }
