@@ -20,7 +20,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -29,7 +29,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
-use nix::sys::signal::{Signal, killpg};
 
 use crate::auth::{Credentials, wipe};
 use crate::smtp::session::AuthResult;
@@ -208,32 +207,9 @@ fn run(
     wipe(&mut record);
 
     // The uid report ends when the wrapper execs, or checkpassword exits.
-    let mut report = Vec::new();
     let mut r = File::from(uid_read);
-    let mut timed_out = false;
-    let group = crate::child::group(&child);
-    loop {
-        if !crate::child::readable_until(std::os::fd::AsFd::as_fd(&r), group, deadline)? {
-            timed_out = true;
-            break;
-        }
-        let mut buf = [0u8; 64];
-        match r.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) if report.len() < 64 => report.extend_from_slice(&buf[..n]),
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    let status = if timed_out {
-        None
-    } else {
-        crate::child::wait_until(&mut child, deadline)?
-    };
-    let Some(status) = status else {
-        let _ = killpg(group, Signal::SIGKILL);
-        let _ = child.wait();
+    let Some((report, status)) = crate::child::report_and_exit(&mut child, &mut r, 64, deadline)?
+    else {
         return Ok((
             AuthResult::TempFail,
             format!("timed out after {}s: killed", timeout.as_secs()),

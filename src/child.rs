@@ -200,6 +200,51 @@ pub fn readable_until(fd: BorrowedFd<'_>, group: Pid, deadline: Instant) -> io::
     }
 }
 
+/// Read a child's report pipe `r` to its end, keeping at most `cap`
+/// bytes, then wait for the child; all before `deadline`. `Ok(None)`: the
+/// deadline passed first, and the child's process group was killed and
+/// the child reaped.
+pub fn report_and_exit(
+    child: &mut Child,
+    r: &mut std::fs::File,
+    cap: usize,
+    deadline: Instant,
+) -> io::Result<Option<(Vec<u8>, ExitStatus)>> {
+    use std::io::Read;
+    let group = group(child);
+    let mut report = Vec::new();
+    let mut timed_out = false;
+    loop {
+        if !readable_until(r.as_fd(), group, deadline)? {
+            timed_out = true;
+            break;
+        }
+        let mut buf = [0u8; 1024];
+        match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                let room = cap.saturating_sub(report.len());
+                report.extend_from_slice(&buf[..n.min(room)]);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let status = if timed_out {
+        None
+    } else {
+        wait_until(child, deadline)?
+    };
+    match status {
+        Some(st) => Ok(Some((report, st))),
+        None => {
+            let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+            let _ = child.wait();
+            Ok(None)
+        }
+    }
+}
+
 /// Make our end of a pipe non-blocking, so writes can have a deadline.
 pub fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
     let flags = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL)?);

@@ -8,7 +8,6 @@
 
 use std::ffi::OsStr;
 use std::fs::File;
-use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -16,7 +15,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
-use nix::sys::signal::{Signal, killpg};
 
 use crate::rcptcheck::{Exit, MAX_FD4_REPLY, Outcome};
 
@@ -73,38 +71,14 @@ fn spawn_and_wait(
     let mut child = cmd.spawn()?;
     drop(reply_write);
     let deadline = Instant::now() + timeout;
-    let group = crate::child::group(&child);
-    let mut fd4 = Vec::new();
     let mut r = File::from(reply_read);
-    let mut timed_out = false;
     // Read fd 4 to its end (the program exited, or closed it).
-    loop {
-        if !crate::child::readable_until(r.as_fd(), group, deadline)? {
-            timed_out = true;
-            break;
-        }
-        let mut buf = [0u8; 1024];
-        match r.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                let room = (MAX_FD4_REPLY + 2).saturating_sub(fd4.len());
-                fd4.extend_from_slice(&buf[..n.min(room)]);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    let status = if timed_out {
-        None
-    } else {
-        crate::child::wait_until(&mut child, deadline)?
-    };
-    let Some(status) = status else {
-        let _ = killpg(group, Signal::SIGKILL);
-        let _ = child.wait();
+    let Some((fd4, status)) =
+        crate::child::report_and_exit(&mut child, &mut r, MAX_FD4_REPLY + 2, deadline)?
+    else {
         return Ok(Outcome {
             exit: Exit::TimedOut,
-            fd4,
+            fd4: Vec::new(),
         });
     };
     let exit = match (status.code(), status.signal()) {
