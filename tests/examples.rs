@@ -761,11 +761,7 @@ fn haproxy_in_front_of_two_smtpd_25_nodes() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "haproxy did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::wait_listening(&format!("127.0.0.1:{port}"), "haproxy");
     std::thread::sleep(Duration::from_millis(100));
     let swaks = |args: &[&str]| {
         Command::new("swaks")

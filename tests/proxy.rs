@@ -466,11 +466,7 @@ fn haproxy(srv: &Server, name: &str) -> (Haproxy, u16, u16) {
         .spawn()
         .expect("start haproxy");
     let h = Haproxy { child, dir };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", p2)).is_err() {
-        assert!(Instant::now() < deadline, "haproxy did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::wait_listening(&format!("127.0.0.1:{p2}"), "haproxy");
     // That probe reached qmail-smtpd through haproxy; let it end.
     std::thread::sleep(Duration::from_millis(100));
     (h, p1, p2)
@@ -486,22 +482,19 @@ fn haproxy_send_proxy_v1_and_v2_apply_the_real_clients_rules() {
         .env("QMAILQUEUE", recording_queue(name).to_str().unwrap())
         .start();
     let (_h, p1, p2) = haproxy(&srv, name);
-    for port in [p1, p2] {
-        let server = format!("127.0.0.1:{port}");
-        // 127.0.0.2 relays by its own rule, over STARTTLS.
-        let o = Command::new("swaks")
-            .args([
-                "--server",
-                &server,
-                "--timeout",
-                "20",
-                "--helo",
-                "client.test",
-            ])
-            .args(["--local-interface", "127.0.0.2", "--tls"])
-            .args(["--from", "a@sender.test", "--to", "x@elsewhere.test"])
+    // swaks through the balancer's front end on `port`, from `local`.
+    let swaks = |port: u16, local: &str, args: &[&str]| {
+        Command::new("swaks")
+            .args(["--server", &format!("127.0.0.1:{port}"), "--timeout", "20"])
+            .args(["--helo", "client.test", "--local-interface", local])
+            .args(args)
             .output()
-            .unwrap();
+            .unwrap()
+    };
+    let relay = ["--from", "a@sender.test", "--to", "x@elsewhere.test"];
+    for port in [p1, p2] {
+        // 127.0.0.2 relays by its own rule, over STARTTLS.
+        let o = swaks(port, "127.0.0.2", &[&["--tls"][..], &relay].concat());
         let t = text(&o);
         assert!(o.status.success(), "{t}");
         assert!(t.contains("<~  250 2.0.0 ok"), "{t}");
@@ -509,84 +502,26 @@ fn haproxy_send_proxy_v1_and_v2_apply_the_real_clients_rules() {
         assert!(env.contains("TCPREMOTEIP=127.0.0.2\n"), "{env}");
         assert!(!env.contains("PROXY_PROTOCOL"), "{env}");
 
-        // 127.0.0.3: no relay of its own, so AUTH (which needs TLS; its
-        // rule sets DENY_TLS, so no STARTTLS and no AUTH either).
-        let o = Command::new("swaks")
-            .args([
-                "--server",
-                &server,
-                "--timeout",
-                "20",
-                "--helo",
-                "client.test",
-            ])
-            .args(["--local-interface", "127.0.0.3", "--quit-after", "EHLO"])
-            .output()
-            .unwrap();
-        let t = text(&o);
+        // 127.0.0.3: no relaying of its own, and its rule sets DENY_TLS, so
+        // no STARTTLS (and no AUTH, which needs TLS) either.
+        let t = text(&swaks(port, "127.0.0.3", &["--quit-after", "EHLO"]));
         assert!(!t.contains("STARTTLS"), "{t}");
-        let o = Command::new("swaks")
-            .args([
-                "--server",
-                &server,
-                "--timeout",
-                "20",
-                "--helo",
-                "client.test",
-            ])
-            .args(["--local-interface", "127.0.0.3"])
-            .args(["--from", "a@sender.test", "--to", "x@elsewhere.test"])
-            .output()
-            .unwrap();
-        let t = text(&o);
+        let t = text(&swaks(port, "127.0.0.3", &relay));
         assert!(t.contains("<** 553 "), "{t}");
     }
     // 127.0.0.4 (default rule): STARTTLS and AUTH through the balancer; a
     // failed AUTH is logged with the real client for fail2ban.
-    let server = format!("127.0.0.1:{p2}");
-    let o = Command::new("swaks")
-        .args([
-            "--server",
-            &server,
-            "--timeout",
-            "20",
-            "--helo",
-            "client.test",
-        ])
-        .args(["--local-interface", "127.0.0.4", "--tls"])
-        .args([
-            "--auth",
-            "PLAIN",
-            "--auth-user",
-            "alice",
-            "--auth-password",
-            "wrong",
-        ])
-        .args(["--from", "a@sender.test", "--to", "x@elsewhere.test"])
-        .output()
-        .unwrap();
-    assert!(!o.status.success());
-    let o = Command::new("swaks")
-        .args([
-            "--server",
-            &server,
-            "--timeout",
-            "20",
-            "--helo",
-            "client.test",
-        ])
-        .args(["--local-interface", "127.0.0.4", "--tls"])
-        .args([
-            "--auth",
-            "PLAIN",
-            "--auth-user",
-            "alice",
-            "--auth-password",
-            "wonderland",
-        ])
-        .args(["--from", "a@sender.test", "--to", "x@elsewhere.test"])
-        .output()
-        .unwrap();
+    let auth = |password: &str| {
+        let args = [
+            &["--tls", "--auth", "PLAIN", "--auth-user", "alice"][..],
+            &["--auth-password", password],
+            &relay,
+        ]
+        .concat();
+        swaks(p2, "127.0.0.4", &args)
+    };
+    assert!(!auth("wrong").status.success());
+    let o = auth("wonderland");
     let t = text(&o);
     assert!(o.status.success(), "{t}");
     let q = srv.queued();
