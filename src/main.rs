@@ -303,9 +303,12 @@ fn start_tls(
         Ok(info) => {
             session.tls_started(format!("{} {}", info.version, info.cipher));
             let mut env = queue_env(&info);
-            if let Some(relay) = client_certificate(session.lookups()) {
+            if let Some((relay, subject)) = client_certificate(session.lookups()) {
                 if let CertRelay::Granted(email) = &relay {
                     env.push(("TLS_CLIENT_EMAIL".into(), Some(email.clone())));
+                }
+                if let Some(cn) = subject {
+                    session.client_certificate_subject(cn);
                 }
                 session.client_certificate(relay);
             }
@@ -318,10 +321,16 @@ fn start_tls(
     }
 }
 
-/// When a client certificate was asked for: what it earns (logged once).
-fn client_certificate(lookups: &ControlLookups) -> Option<CertRelay> {
+/// When a client certificate was asked for: what it earns (logged once),
+/// and the verified certificate's subject commonName.
+fn client_certificate(lookups: &ControlLookups) -> Option<(CertRelay, Option<Vec<u8>>)> {
     let relay = lookups.client_relay()?;
-    let decision = certrelay::decide(&relay.auth.outcome(), &relay.tlsclients);
+    let outcome = relay.auth.outcome();
+    let decision = certrelay::decide(&outcome, &relay.tlsclients);
+    let subject = match &outcome {
+        certrelay::ClientCert::Verified(leaf) => qmail_smtpd::x509::subject_cn(leaf),
+        _ => None,
+    };
     log::line(&match &decision {
         CertRelay::Granted(email) => format!(
             "client certificate: relaying allowed for \"{}\"",
@@ -329,7 +338,7 @@ fn client_certificate(lookups: &ControlLookups) -> Option<CertRelay> {
         ),
         refused => format!("client certificate: no relaying: {}", refused.reason()),
     });
-    Some(decision)
+    Some((decision, subject))
 }
 
 /// The connection's edge state: the link, the pending output, and what the

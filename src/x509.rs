@@ -101,6 +101,33 @@ const EMAIL_ADDRESS: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0
 /// DER of OID 2.5.29.17 (subjectAltName).
 const SUBJECT_ALT_NAME: &[u8] = &[0x55, 0x1d, 0x11];
 
+/// DER of OID 2.5.4.3 (commonName).
+const COMMON_NAME: &[u8] = &[0x55, 0x04, 0x03];
+
+/// The subject's first commonName, as Postfix's `ccert_subject` gives it:
+/// a PrintableString, UTF8String, IA5String or T61String of printable
+/// ASCII (anything else is not passed on).
+pub fn subject_cn(cert: &[u8]) -> Option<Vec<u8>> {
+    let t = tbs(cert)?;
+    let mut rdns = t.subject;
+    while let Some((0x31, set, after)) = der(rdns) {
+        let mut atvs = set;
+        while let Some((0x30, atv, next)) = der(atvs) {
+            if let Some((0x06, oid, value)) = der(atv) {
+                if let Some((0x13 | 0x0c | 0x16 | 0x14, v, _)) = der(value) {
+                    if oid == COMMON_NAME {
+                        let printable = v.iter().all(|b| (0x20..0x7f).contains(b));
+                        return (printable && !v.is_empty()).then(|| v.to_vec());
+                    }
+                }
+            }
+            atvs = next;
+        }
+        rdns = after;
+    }
+    None
+}
+
 /// The e-mail addresses a certificate names: each subject `emailAddress`
 /// first (the qmail-tls patch reads the first of them), then each
 /// subjectAltName `rfc822Name`. Only printable ASCII values are returned.
@@ -301,6 +328,16 @@ mod tests {
         )
     }
 
+    fn mail_only() -> Vec<u8> {
+        el(
+            0x31,
+            &el(
+                0x30,
+                &[el(0x06, EMAIL_ADDRESS), el(0x16, b"a@example.org")].concat(),
+            ),
+        )
+    }
+
     #[test]
     fn emails_from_subject_and_subject_alt_name() {
         let atv = |oid: &[u8], tag: u8, v: &[u8]| {
@@ -329,8 +366,12 @@ mod tests {
             vec![b"Relay@Example.ORG".to_vec(), b"alt@example.org".to_vec()]
         );
         assert_eq!(validity(&c), Some((1_767_225_600, 1_767_225_600)));
+        assert_eq!(subject_cn(&c), Some(b"client".to_vec()));
         // No e-mail at all; a non-ASCII or empty value is not an address.
         assert!(emails(&cert(&cn, None)).is_empty());
+        assert_eq!(subject_cn(&cert(&mail_only(), None)), None);
+        let ctl = atv(&[0x55, 0x04, 0x03], 0x13, b"a\nb");
+        assert_eq!(subject_cn(&cert(&ctl, None)), None);
         let odd = atv(EMAIL_ADDRESS, 0x16, b"a b@x");
         assert!(emails(&cert(&odd, None)).is_empty());
         let empty = atv(EMAIL_ADDRESS, 0x16, b"");
@@ -338,6 +379,7 @@ mod tests {
         // Truncated input of every length: no panic, no address.
         for n in 0..c.len() {
             let _ = emails(&c[..n]);
+            let _ = subject_cn(&c[..n]);
             let _ = issuer_subject(&c[..n]);
             let _ = crl_next_update(&c[..n]);
         }

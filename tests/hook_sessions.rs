@@ -409,3 +409,28 @@ fn policy_service_after_our_checks_and_after_pass() {
     );
     assert_eq!(seen.queued[0].1, "Fa@b|Ttag@example.org||");
 }
+
+/// A verified client certificate's commonName reaches the policy service
+/// as Postfix's `ccert_subject`; without one the attribute is absent.
+#[test]
+fn policy_request_names_the_client_certificate() {
+    for subject in [None, Some(&b"client.example.net"[..])] {
+        let mut cfg = Config::new(b"mx.test");
+        cfg.rcpthosts = Some(NameSet::new([b"example.org".to_vec()]));
+        cfg.policy_service = true;
+        let mut s = Session::new(cfg, Fake);
+        let mut out = Output::default();
+        let (_, a) = s.feed(b"EHLO c.test\r\nSTARTTLS\r\n", &mut out);
+        assert_eq!(a, Action::StartTls);
+        s.tls_started("TLSv1.3 TLS13_AES_128_GCM_SHA256".into());
+        if let Some(cn) = subject {
+            s.client_certificate_subject(cn.to_vec());
+        }
+        let input = b"EHLO c.test\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<u@example.org>\r\n";
+        let (_, a) = s.feed(input, &mut out);
+        assert_eq!(a, Action::AskPolicy);
+        let req = s.policy_request();
+        let got = req.iter().find(|(k, _)| *k == "ccert_subject");
+        assert_eq!(got.map(|(_, v)| &v[..]), subject);
+    }
+}

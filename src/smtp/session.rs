@@ -397,6 +397,9 @@ pub struct Session<L> {
     rcptcheck_pending: Option<(Vec<u8>, bool, bool)>,
     /// What a client certificate earned, when one was asked for.
     cert_relay: Option<CertRelay>,
+    /// The verified client certificate's subject commonName, for the
+    /// policy service's `ccert_subject`.
+    ccert_subject: Option<Vec<u8>>,
 }
 
 /// A command held while its hook's plugins run.
@@ -443,6 +446,7 @@ impl<L: Lookups> Session<L> {
             helo_flags: HeloFlags::default(),
             rcptcheck_pending: None,
             cert_relay: None,
+            ccert_subject: None,
         }
     }
 
@@ -552,6 +556,12 @@ impl<L: Lookups> Session<L> {
 
     /// A client certificate was asked for in the handshake: what it
     /// earned, for the rest of the session (after [`Session::tls_started`]).
+    /// The subject commonName of the client certificate verified in the
+    /// handshake (Postfix's `ccert_subject` in policy requests).
+    pub fn client_certificate_subject(&mut self, cn: Vec<u8>) {
+        self.ccert_subject = Some(cn);
+    }
+
     pub fn client_certificate(&mut self, relay: CertRelay) {
         self.cert_relay = Some(relay);
     }
@@ -971,7 +981,7 @@ impl<L: Lookups> Session<L> {
             None => (Vec::new(), Vec::new()),
         };
         let cfg = &self.cfg;
-        vec![
+        let mut request = vec![
             ("request", b"smtpd_access_policy".to_vec()),
             ("protocol_state", b"RCPT".to_vec()),
             (
@@ -998,7 +1008,11 @@ impl<L: Lookups> Session<L> {
             ("sasl_username", user),
             ("sasl_sender", Vec::new()),
             ("size", self.txn.size.to_string().into_bytes()),
-        ]
+        ];
+        if let Some(cn) = &self.ccert_subject {
+            request.push(("ccert_subject", cn.clone()));
+        }
+        request
     }
 
     /// The policy service's verdict on the recipient of
