@@ -178,6 +178,7 @@ pub fn load(env: &Env, invocation: &Invocation) -> Result<Settings, StartupError
     use std::os::unix::ffi::OsStrExt;
     let qmailhome = qmailhome(env);
     let dir = qmailhome.join("control");
+    let _index = ControlIndex::new(&dir);
     let mut warnings = Vec::new();
 
     let me = read_line(&dir.join("me"))?;
@@ -346,10 +347,67 @@ pub fn tls_paths(env: &Env, control: &Path) -> (PathBuf, Option<PathBuf>) {
     )
 }
 
+std::thread_local! {
+    /// The names in the control directory while a [`ControlIndex`] is
+    /// held: a connection looks for some twenty optional files, most of
+    /// them absent, and one directory listing answers for all of those.
+    static INDEX: std::cell::RefCell<Option<(PathBuf, std::collections::HashSet<OsString>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// While held, a file of `dir` that its listing does not name is missing
+/// without an `open` (the listing is taken once, when the guard is made).
+/// Nested guards share the outer one's listing. Without a listing (the
+/// directory cannot be read, only searched), every file is opened as
+/// before.
+pub struct ControlIndex(bool);
+
+impl ControlIndex {
+    pub fn new(dir: &Path) -> ControlIndex {
+        if INDEX.with(|i| i.borrow().is_some()) {
+            return ControlIndex(false);
+        }
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return ControlIndex(false);
+        };
+        let names = entries
+            .filter_map(|e| e.ok().map(|e| e.file_name()))
+            .collect();
+        INDEX.with(|i| *i.borrow_mut() = Some((dir.to_path_buf(), names)));
+        ControlIndex(true)
+    }
+}
+
+impl Drop for ControlIndex {
+    fn drop(&mut self) {
+        if self.0 {
+            INDEX.with(|i| *i.borrow_mut() = None);
+        }
+    }
+}
+
+/// `path` is in the indexed directory and not in its listing.
+fn known_missing(path: &Path) -> bool {
+    INDEX.with(|i| match &*i.borrow() {
+        Some((dir, names)) => {
+            path.parent() == Some(dir.as_path())
+                && path.file_name().is_some_and(|n| !names.contains(n))
+        }
+        None => false,
+    })
+}
+
 /// Read a whole control file; `None` if it does not exist.
 fn read_file(path: &Path) -> Result<Option<Vec<u8>>, ControlError> {
-    match std::fs::read(path) {
-        Ok(v) => Ok(Some(v)),
+    use std::io::Read;
+    if known_missing(path) {
+        return Ok(None);
+    }
+    // Opened and read to the end without the statx std's File does for a
+    // size hint (`take` hides it): control files are small.
+    let mut data = Vec::new();
+    match std::fs::File::open(path).and_then(|f| f.take(u64::MAX).read_to_end(&mut data)) {
+        Ok(_) => Ok(Some(data)),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
         Err(e) => Err(ControlError::io(path, &e)),
     }
@@ -404,6 +462,9 @@ pub(crate) fn read_int(
 }
 
 pub(crate) fn open_cdb(path: &Path) -> Result<Option<cdb::CDB>, ControlError> {
+    if known_missing(path) {
+        return Ok(None);
+    }
     match cdb::CDB::open(path) {
         Ok(c) => Ok(Some(c)),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
@@ -749,6 +810,27 @@ mod tests {
     fn missing_me_and_greeting_is_fatal() {
         let h = home();
         assert!(load_plain(&env(&h, &[])).is_err());
+    }
+
+    /// While an index is held, a file its listing lacks is missing without
+    /// an open (so a file made after the listing is not seen); listed
+    /// files are read; nested guards keep the outer listing.
+    #[test]
+    fn the_control_index_answers_for_missing_files() {
+        let h = home();
+        let dir = h.join("control");
+        write(&h, "me", "mx.test\n");
+        {
+            let _outer = ControlIndex::new(&dir);
+            write(&h, "databytes", "1000\n");
+            {
+                let _inner = ControlIndex::new(&dir);
+            }
+            assert_eq!(read_line(&dir.join("me")).unwrap(), Some(b"mx.test".to_vec()));
+            assert_eq!(read_line(&dir.join("databytes")).unwrap(), None);
+            assert!(open_cdb(&dir.join("morercpthosts.cdb")).unwrap().is_none());
+        }
+        assert_eq!(read_line(&dir.join("databytes")).unwrap(), Some(b"1000".to_vec()));
     }
 
     #[test]

@@ -68,6 +68,8 @@ fn run() -> i32 {
             Err(code) => return code,
         }
     }
+    // One listing of control/ for load and the plugin file alike.
+    let index = control::ControlIndex::new(&control::qmailhome(&env).join("control"));
     let settings = control::load(&env, &invocation).and_then(|mut s| {
         // qmail-spp: a stat of smtpplugins when there is none.
         let hooks = plugins::load(&env, &s.qmailhome)?;
@@ -88,6 +90,7 @@ fn run() -> i32 {
             return 1;
         }
     };
+    drop(index);
     for w in &settings.warnings {
         log::line(&format!("warning: {w}"));
     }
