@@ -347,11 +347,15 @@ pub fn tls_paths(env: &Env, control: &Path) -> (PathBuf, Option<PathBuf>) {
     )
 }
 
+/// A directory (bytes) and the names in it.
+type Listing = (Vec<u8>, Vec<Vec<u8>>);
+
 std::thread_local! {
     /// The names in the control directory while a [`ControlIndex`] is
     /// held: a connection looks for some twenty optional files, most of
     /// them absent, and one directory listing answers for all of those.
-    static INDEX: std::cell::RefCell<Option<(PathBuf, std::collections::HashSet<OsString>)>> =
+    /// Plain bytes, compared with memcmp: cheaper than the failed opens.
+    static INDEX: std::cell::RefCell<Option<Listing>> =
         const { std::cell::RefCell::new(None) };
 }
 
@@ -364,6 +368,7 @@ pub struct ControlIndex(bool);
 
 impl ControlIndex {
     pub fn new(dir: &Path) -> ControlIndex {
+        use std::os::unix::ffi::{OsStrExt, OsStringExt};
         if INDEX.with(|i| i.borrow().is_some()) {
             return ControlIndex(false);
         }
@@ -371,9 +376,10 @@ impl ControlIndex {
             return ControlIndex(false);
         };
         let names = entries
-            .filter_map(|e| e.ok().map(|e| e.file_name()))
+            .filter_map(|e| e.ok().map(|e| e.file_name().into_vec()))
             .collect();
-        INDEX.with(|i| *i.borrow_mut() = Some((dir.to_path_buf(), names)));
+        let dir = dir.as_os_str().as_bytes().to_vec();
+        INDEX.with(|i| *i.borrow_mut() = Some((dir, names)));
         ControlIndex(true)
     }
 }
@@ -386,14 +392,23 @@ impl Drop for ControlIndex {
     }
 }
 
-/// `path` is in the indexed directory and not in its listing.
+/// `path` is `<indexed directory>/<name>` and the listing lacks `name`.
 fn known_missing(path: &Path) -> bool {
-    INDEX.with(|i| match &*i.borrow() {
-        Some((dir, names)) => {
-            path.parent() == Some(dir.as_path())
-                && path.file_name().is_some_and(|n| !names.contains(n))
+    use std::os::unix::ffi::OsStrExt;
+    INDEX.with(|i| {
+        let index = i.borrow();
+        let Some((dir, names)) = &*index else {
+            return false;
+        };
+        let name = path
+            .as_os_str()
+            .as_bytes()
+            .strip_prefix(dir.as_slice())
+            .and_then(|rest| rest.strip_prefix(b"/"));
+        match name {
+            Some(n) if !n.is_empty() && !n.contains(&b'/') => !names.iter().any(|x| x == n),
+            _ => false,
         }
-        None => false,
     })
 }
 
@@ -826,11 +841,17 @@ mod tests {
             {
                 let _inner = ControlIndex::new(&dir);
             }
-            assert_eq!(read_line(&dir.join("me")).unwrap(), Some(b"mx.test".to_vec()));
+            assert_eq!(
+                read_line(&dir.join("me")).unwrap(),
+                Some(b"mx.test".to_vec())
+            );
             assert_eq!(read_line(&dir.join("databytes")).unwrap(), None);
             assert!(open_cdb(&dir.join("morercpthosts.cdb")).unwrap().is_none());
         }
-        assert_eq!(read_line(&dir.join("databytes")).unwrap(), Some(b"1000".to_vec()));
+        assert_eq!(
+            read_line(&dir.join("databytes")).unwrap(),
+            Some(b"1000".to_vec())
+        );
     }
 
     #[test]
