@@ -393,13 +393,25 @@ fn a_pem_without_a_key_means_no_starttls_and_a_garbled_key_454() {
     let log = srv.stderr_log();
     assert!(log.contains("no private key found"), "{log}");
 
-    // A key section whose base64 is garbled: EHLO does not decode the key,
-    // so STARTTLS is offered; the load at STARTTLS finds it: 454.
+    // A key section with bytes that are not base64 at all: EHLO's look at
+    // the PEM (no decoding) already sees there is no usable key.
     let garbled = format!("{}!!!!{}", &pem[..body_at], &pem[body_at + 4..]);
     let srv = Setup::new("badkey")
         .control("servercert.pem", &garbled)
         .start();
+    let mut c = Client::connect(&srv);
+    assert!(c.reply().starts_with("220"));
+    c.send(b"EHLO x.test\r\n");
+    assert!(!c.reply().contains("STARTTLS"));
+    assert!(srv.stderr_log().contains("no private key found"));
+
+    // Base64 that decodes to a broken key: EHLO does not decode the key,
+    // so STARTTLS is offered; the load at STARTTLS finds it: 454.
+    let broken = format!("{}AAAA{}", &pem[..body_at], &pem[body_at + 4..]);
+    let srv = Setup::new("brokenkey")
+        .control("servercert.pem", &broken)
+        .start();
     starttls_offered_then_454(&srv);
     let log = srv.stderr_log();
-    assert!(log.contains("not valid base64"), "{log}");
+    assert!(log.contains("TLS not available"), "{log}");
 }

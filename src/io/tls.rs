@@ -306,14 +306,17 @@ impl ClientCertVerifier for RecordingVerifier {
     }
 }
 
-/// A quick look at the files: PEM with at least one certificate, and a
-/// private key section. No cryptography, and the key is not even decoded:
-/// its constant-time base64 decoding alone was a third of a plain
-/// session's instructions. A key that is there but unusable is found by
-/// [`server_config`] when STARTTLS is asked for (then 454).
+/// A quick look at the files: PEM with a certificate section and a private
+/// key section, each base64 between its lines. No cryptography, and
+/// nothing is decoded: the constant-time base64 decoding of the key alone
+/// was a third of a plain session's instructions, of the certificate tens
+/// of thousands. A certificate or key that is there but unusable is found
+/// by [`server_config`] when STARTTLS is asked for (then 454).
 pub fn check_pem(cert: &Path, key: Option<&Path>) -> Result<(), ConfigError> {
     let cert_pem = read_file(cert, "certificate")?;
-    first_certificate(&cert_pem, cert)?;
+    if !has_section(&cert_pem, &["CERTIFICATE"]) {
+        return Err(no_certificate(cert));
+    }
     let (key_path, key_pem) = match key {
         Some(k) => (k, read_file(k, "private key")?),
         None => (cert, cert_pem),
@@ -334,20 +337,38 @@ fn read_file(path: &Path, what: &str) -> Result<Vec<u8>, ConfigError> {
     std::fs::read(path).map_err(|e| pem_error(path, what, &pem::Error::Io(e)))
 }
 
-/// Whether `pem` has a BEGIN line of a private key kind that rustls reads
-/// (PKCS#8, PKCS#1 RSA, SEC1 EC), at the start of a line, with its END line
-/// after it.
+/// Whether `pem` has a private key section of a kind rustls reads (PKCS#8,
+/// PKCS#1 RSA, SEC1 EC); see [`has_section`].
 fn has_key_section(pem: &[u8]) -> bool {
-    ["PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY"]
-        .iter()
-        .any(|kind| {
-            let begin = format!("-----BEGIN {kind}-----");
-            let end = format!("-----END {kind}-----");
-            memchr::memmem::find_iter(pem, begin.as_bytes()).any(|at| {
-                (at == 0 || pem[at - 1] == b'\n')
-                    && memchr::memmem::find(&pem[at..], end.as_bytes()).is_some()
-            })
+    has_section(pem, &["PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY"])
+}
+
+/// Whether `pem` has a section of one of `kinds`: a BEGIN line at the start of a
+/// line, then only base64 and white space up to its END line. Nothing is
+/// decoded: EHLO asks this to decide whether to offer STARTTLS, and
+/// decoding a certificate with the constant-time base64 of
+/// rustls-pki-types cost a plain session tens of thousands of
+/// instructions. Loading at STARTTLS decodes and judges it (454 then).
+fn has_section(pem: &[u8], kinds: &[&str]) -> bool {
+    kinds.iter().any(|kind| {
+        let begin = format!("-----BEGIN {kind}-----");
+        let end = format!("-----END {kind}-----");
+        memchr::memmem::find_iter(pem, begin.as_bytes()).any(|at| {
+            if at != 0 && pem[at - 1] != b'\n' {
+                return false;
+            }
+            let body = &pem[at + begin.len()..];
+            let Some(stop) = memchr::memmem::find(body, end.as_bytes()) else {
+                return false;
+            };
+            let body = &body[..stop];
+            body.iter().any(u8::is_ascii_alphanumeric)
+                && body.iter().all(|&c| {
+                    c.is_ascii_alphanumeric()
+                        || matches!(c, b'+' | b'/' | b'=' | b'\r' | b'\n' | b' ' | b'\t')
+                })
         })
+    })
 }
 
 /// The certificates and the private keys, each file read once (the keys
@@ -536,16 +557,6 @@ impl ResolvesServerCert for ByClient {
                     })
         };
         self.0.iter().find(fits).or(self.0.last()).cloned()
-    }
-}
-
-/// The first certificate in `pem` (the text of `path`). Only that section
-/// is decoded: going on would decode a key kept in the same file too.
-fn first_certificate(pem: &[u8], path: &Path) -> Result<CertificateDer<'static>, ConfigError> {
-    match CertificateDer::pem_slice_iter(pem).next() {
-        Some(Ok(c)) => Ok(c),
-        Some(Err(e)) => Err(pem_error(path, "certificate", &e)),
-        None => Err(no_certificate(path)),
     }
 }
 
@@ -862,8 +873,22 @@ mod tests {
             key("ENCRYPTED PRIVATE KEY"),
             // Mixed kinds.
             "-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n".into(),
+            // A legacy encrypted key: its headers are not base64.
+            "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nAAAA\n-----END RSA PRIVATE KEY-----\n".into(),
+            // Nothing inside.
+            "-----BEGIN PRIVATE KEY-----\n\n-----END PRIVATE KEY-----\n".into(),
         ] {
             assert!(!has_key_section(pem.as_bytes()), "{pem:?}");
         }
+        // Certificates, checked the same way without decoding.
+        let cert = |body: &str| {
+            format!("-----BEGIN CERTIFICATE-----\r\n{body}\r\n-----END CERTIFICATE-----\r\n")
+        };
+        assert!(has_section(
+            cert("MIIB+/9=\r\nAb").as_bytes(),
+            &["CERTIFICATE"]
+        ));
+        assert!(!has_section(cert("MII*B").as_bytes(), &["CERTIFICATE"]));
+        assert!(!has_section(b"MIIB", &["CERTIFICATE"]));
     }
 }
