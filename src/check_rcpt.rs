@@ -1,7 +1,7 @@
 //! `--check` for the files and variables of issue 12's checks: the
 //! recipient lists and cdbs readable by the service account, badhelo
-//! patterns that compile, address lists that look like regular
-//! expressions (read here as addresses), and RCPTCHECK executable.
+//! patterns that compile, the address lists (qregex: addresses, `@domain`
+//! or regular expressions, `!` negating), and RCPTCHECK executable.
 
 use crate::check::{Account, Finding, Level};
 use crate::control::{Env, Settings, qmailhome};
@@ -48,24 +48,6 @@ pub fn findings(env: &Env, settings: Option<&Settings>, account: Option<&Account
             say(Level::Ok, format!("VALIDRCPTTO_CDB {} opens", p.display()));
         }
     }
-    for name in ["badrcptto", "badrcpttonorelay", "badmailfromnorelay"] {
-        let p = control.join(name);
-        let Ok(Some(lines)) = crate::control::read_lines(&p) else {
-            continue;
-        };
-        for l in lines {
-            if l.iter().any(|b| b"*^$[](){}|+?\\".contains(b)) {
-                say(
-                    Level::Warning,
-                    format!(
-                        "{}: \"{}\" looks like a regular expression, but lines here are addresses or @domain (matched exactly)",
-                        p.display(),
-                        String::from_utf8_lossy(&l)
-                    ),
-                );
-            }
-        }
-    }
     if let Some(s) = settings {
         let rc = &s.config.rcpt_checks;
         for (name, list) in [
@@ -76,6 +58,23 @@ pub fn findings(env: &Env, settings: Option<&Settings>, account: Option<&Account
                 say(
                     Level::Ok,
                     format!("control/{name}: {} patterns compile", l.len()),
+                );
+            }
+        }
+        for (name, list) in [
+            ("badmailfrom", &s.config.badmailfrom),
+            ("badmailfromnorelay", &rc.badmailfrom_norelay),
+            ("badrcptto", &rc.badrcptto),
+            ("badrcpttonorelay", &rc.badrcptto_norelay),
+        ] {
+            if !list.is_empty() {
+                say(
+                    Level::Ok,
+                    format!(
+                        "control/{name}: lines: {}, regular expressions compiled: {}",
+                        list.len(),
+                        list.regex_count()
+                    ),
                 );
             }
         }

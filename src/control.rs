@@ -211,7 +211,17 @@ pub fn load(env: &Env, invocation: &Invocation) -> Result<Settings, StartupError
     } else {
         None
     };
-    let badmailfrom = NameSet::new(read_lines(&dir.join("badmailfrom"))?.unwrap_or_default());
+    let badmailfrom_path = dir.join("badmailfrom");
+    let badmailfrom = match read_lines(&badmailfrom_path)? {
+        None => crate::rcpt_checks::AddrList::default(),
+        Some(lines) => {
+            let (list, errors) = crate::rcpt_checks::AddrList::new(lines);
+            for e in errors {
+                warnings.push(format!("{}: {e}", badmailfrom_path.display()));
+            }
+            list
+        }
+    };
 
     let mut databytes = read_int(&dir.join("databytes"), &mut warnings)?.unwrap_or(0);
     if let Some(v) = env.get("DATABYTES") {
@@ -779,7 +789,7 @@ mod tests {
         assert!(rh.contains(b"example.org"));
         assert!(rh.contains(b".example.net"));
         assert!(!rh.contains(b"# comment"));
-        assert!(s.config.badmailfrom.contains(b"@EVIL2.example"));
+        assert!(s.config.badmailfrom.matches(b"x@EVIL2.example").is_some());
         assert_eq!(s.config.databytes, 1000);
         assert_eq!(
             s.timeout,

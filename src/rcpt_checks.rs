@@ -2,7 +2,8 @@
 //! decisions: valid-recipient look-ups (jms1's `VALIDRCPTTO_CDB`, sagredo's
 //! `control/validrcptto` + `morevalidrcptto.cdb`), the per-connection
 //! counters behind `VALIDRCPTTO_LIMIT` and `BRTLIMIT`, `RELAYREJ`,
-//! `badhelo` (regular expressions), `badrcptto` and the `…norelay` lists.
+//! `badhelo` (regular expressions), `badmailfrom`, `badrcptto` and the
+//! `…norelay` lists (qregex: addresses, `@domain` or regular expressions).
 //!
 //! Nothing here opens a file: the look-ups are closures the session builds
 //! from its [`Lookups`](crate::smtp::session::Lookups), so every rule is
@@ -43,11 +44,11 @@ pub struct RcptChecks {
     /// `LOGREGEX`: name the matching pattern in the log.
     pub logregex: bool,
     /// `control/badrcptto` (all clients).
-    pub badrcptto: NameSet,
+    pub badrcptto: AddrList,
     /// `control/badrcpttonorelay` (clients that may not relay).
-    pub badrcptto_norelay: NameSet,
+    pub badrcptto_norelay: AddrList,
     /// `control/badmailfromnorelay` (clients that may not relay).
-    pub badmailfrom_norelay: NameSet,
+    pub badmailfrom_norelay: AddrList,
     /// `MAXRCPT` / `control/maxrcpt`: recipients per message (replaces
     /// the built-in 1000).
     pub maxrcpt: Option<usize>,
@@ -76,6 +77,19 @@ impl RegexList {
     /// returned as an error text (logged at connect, reported by
     /// `--check`), never fatal.
     pub fn compile(lines: &[Vec<u8>]) -> (RegexList, Vec<String>) {
+        let (list, errors) = RegexList::compile_lines(lines.iter().map(Vec::as_slice));
+        let errors = errors
+            .into_iter()
+            .map(|(text, e)| format!("pattern \"{text}\" does not compile: {e}"))
+            .collect();
+        (list, errors)
+    }
+
+    /// Compile each line (a leading `!` negates); the lines that do not
+    /// compile come back with the compiler's error.
+    fn compile_lines<'a>(
+        lines: impl Iterator<Item = &'a [u8]>,
+    ) -> (RegexList, Vec<(String, String)>) {
         let mut list = RegexList::default();
         let mut errors = Vec::new();
         for line in lines {
@@ -90,10 +104,7 @@ impl RegexList {
                 .build()
             {
                 Ok(re) => list.entries.push((negate, re, text.clone())),
-                Err(e) => errors.push(format!(
-                    "pattern \"{text}\" does not compile: {}",
-                    e.to_string().replace('\n', " ")
-                )),
+                Err(e) => errors.push((text, e.to_string().replace('\n', " "))),
             }
         }
         (list, errors)
@@ -137,21 +148,106 @@ pub fn helo_flags(cfg: &RcptChecks, name: &[u8]) -> HeloFlags {
     }
 }
 
-/// qmail's `bmfcheck` on a list: the whole address, or its `@domain`.
-pub fn in_list(list: &NameSet, addr: &[u8]) -> bool {
-    if list.is_empty() || addr.is_empty() {
-        return false;
-    }
-    list.contains(addr)
-        || addr
-            .iter()
-            .rposition(|&b| b == b'@')
-            .is_some_and(|at| list.contains(&addr[at..]))
+/// A qregex address list: `control/badmailfrom`, `badmailfromnorelay`,
+/// `badrcptto`, `badrcpttonorelay`. Every line matches an address equal
+/// to it or, for a line `@domain`, an address in that domain (qmail's
+/// `bmfcheck`), case-insensitively. A line with a regular-expression
+/// metacharacter other than `.` (`\ ^ $ * + ? ( ) [ ] { } |`), or with a
+/// leading `!`, is also read as an extended regular expression,
+/// case-insensitive and unanchored, as qregex reads it; a leading `!`
+/// negates it (the line matches when the expression does not), as
+/// sagredo's `bmcheck` does for all these files. A plain address stays an
+/// exact entry, as in qmail (qregex would also read `joe@x.org` as a
+/// pattern matching `billyjoe@x.org`; refusing more than the line says is
+/// the worse surprise for a drop-in). The null sender is never matched.
+#[derive(Debug, Clone, Default)]
+pub struct AddrList {
+    /// Every line, lower-cased, for the exact and `@domain` test.
+    exact: NameSet,
+    /// The lines read as regular expressions that compile.
+    regexes: RegexList,
+    lines: usize,
 }
 
-/// `badmailfromnorelay` for a client that may not relay (asked at MAIL).
-pub fn sender_norelay_refused(cfg: &RcptChecks, may_relay: bool, sender: &[u8]) -> bool {
-    !may_relay && in_list(&cfg.badmailfrom_norelay, sender)
+/// The bytes that make a line a regular expression (other than `.`).
+const REGEX_META: &[u8] = b"\\^$*+?()[]{}|";
+
+impl AddrList {
+    /// Read the lines of one file; the errors are lines that look like
+    /// regular expressions but do not compile (they still match as an
+    /// address or `@domain`), for the log and `--check`.
+    pub fn new(lines: Vec<Vec<u8>>) -> (AddrList, Vec<String>) {
+        let special = lines
+            .iter()
+            .filter(|l| l.first() == Some(&b'!') || l.iter().any(|b| REGEX_META.contains(b)));
+        let (regexes, errors) = RegexList::compile_lines(special.map(Vec::as_slice));
+        let errors = errors
+            .into_iter()
+            .map(|(text, e)| {
+                format!(
+                    "line \"{text}\" is not a valid regular expression ({e}): matched as an address or @domain only"
+                )
+            })
+            .collect();
+        let list = AddrList {
+            lines: lines.len(),
+            exact: NameSet::new(lines),
+            regexes,
+        };
+        (list, errors)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lines == 0
+    }
+
+    /// Lines in all.
+    pub fn len(&self) -> usize {
+        self.lines
+    }
+
+    /// Lines read as regular expressions (and compiled).
+    pub fn regex_count(&self) -> usize {
+        self.regexes.len()
+    }
+
+    /// The (lower-cased) line that matches `addr`, if any; never the
+    /// null sender.
+    pub fn matches(&self, addr: &[u8]) -> Option<String> {
+        if self.is_empty() || addr.is_empty() {
+            return None;
+        }
+        let lower = addr.to_ascii_lowercase();
+        let show = |l: &[u8]| String::from_utf8_lossy(l).into_owned();
+        if self.exact.contains_lower(&lower) {
+            return Some(show(&lower));
+        }
+        if let Some(at) = lower.iter().rposition(|&b| b == b'@') {
+            if self.exact.contains_lower(&lower[at..]) {
+                return Some(show(&lower[at..]));
+            }
+        }
+        self.regexes.matches(addr).map(str::to_string)
+    }
+}
+
+/// `badmailfrom`, then `badmailfromnorelay` for a client that may not
+/// relay (asked at MAIL): the file and the line that refuse the sender.
+pub fn sender_refused(
+    badmailfrom: &AddrList,
+    cfg: &RcptChecks,
+    may_relay: bool,
+    sender: &[u8],
+) -> Option<(&'static str, String)> {
+    if let Some(line) = badmailfrom.matches(sender) {
+        return Some(("badmailfrom", line));
+    }
+    if may_relay {
+        return None;
+    }
+    cfg.badmailfrom_norelay
+        .matches(sender)
+        .map(|line| ("badmailfromnorelay", line))
 }
 
 /// The checks of a recipient before the relay rules, in this order:
@@ -199,16 +295,22 @@ pub fn before_relay(
         }
         return refuse(reply::BAD_HELO, format!("{file} pattern \"{pattern}\""));
     }
-    let file = if in_list(&cfg.badrcptto, addr) {
-        Some("badrcptto")
-    } else if !may_relay && in_list(&cfg.badrcptto_norelay, addr) {
-        Some("badrcpttonorelay")
-    } else {
-        None
-    };
-    if let Some(file) = file {
+    let hit = cfg
+        .badrcptto
+        .matches(addr)
+        .map(|l| ("badrcptto", l))
+        .or_else(|| {
+            (!may_relay)
+                .then(|| cfg.badrcptto_norelay.matches(addr))
+                .flatten()
+                .map(|l| ("badrcpttonorelay", l))
+        });
+    if let Some((file, line)) = hit {
         counters.bad = counters.bad.saturating_add(1);
-        return refuse(reply::BAD_RCPT, format!("listed in {file}"));
+        if cfg.logregex {
+            log.push(format!("badrcptto: refused by {file} line \"{line}\""));
+        }
+        return refuse(reply::BAD_RCPT, format!("{file} line \"{line}\""));
     }
     None
 }
@@ -601,8 +703,8 @@ mod tests {
             relayrej: true,
             badhelo: Some(bh),
             badhelo_norelay: Some(bhn),
-            badrcptto: NameSet::new(lines(&["x@d", "@spamtrap.d"])),
-            badrcptto_norelay: NameSet::new(lines(&["y@d"])),
+            badrcptto: AddrList::new(lines(&["x@d", "@spamtrap.d"])).0,
+            badrcptto_norelay: AddrList::new(lines(&["y@d"])).0,
             ..RcptChecks::default()
         };
         let mut c = RcptCounters::default();
@@ -638,6 +740,80 @@ mod tests {
             run(&ok, "fine@d", false, &mut c),
             Some(reply::TOO_MANY_INVALID_RCPTS)
         );
+    }
+
+    #[test]
+    fn addr_lists_match_as_qregex() {
+        let (l, errors) = AddrList::new(lines(&[
+            "Trap@Example.ORG",
+            "@spam.test",
+            "a.b@x.org",
+            ".*@spam\\.example$",
+            "^bounce-.*@",
+            "a+b@plus.test",
+            "broken(@x.test",
+        ]));
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].contains("broken(@x.test"), "{errors:?}");
+        assert!(!errors[0].contains("does not compile"), "a warning only");
+        assert_eq!(l.len(), 7);
+        assert_eq!(l.regex_count(), 3, "plain lines are not compiled");
+        let m = |a: &str| l.matches(a.as_bytes());
+        for (addr, want) in [
+            // The classic tests: the whole address, @domain.
+            ("trap@example.org", Some("trap@example.org")),
+            ("TRAP@EXAMPLE.ORG", Some("trap@example.org")),
+            ("x@SPAM.test", Some("@spam.test")),
+            ("a.b@x.org", Some("a.b@x.org")),
+            // A plain line is exact, as in qmail: no substrings, `.` a dot.
+            ("bigtrap@example.org", None),
+            ("x@sub.spam.test", None),
+            ("aXb@x.org", None),
+            // Regular expressions, case-insensitive, unanchored.
+            ("anyone@Spam.Example", Some(".*@spam\\.example$")),
+            ("anyone@spam.example.org", None),
+            ("anyone@spamXexample", None),
+            ("BOUNCE-123@list.test", Some("^bounce-.*@")),
+            ("nobounce-1@list.test", None),
+            // A line with metacharacters still matches itself exactly.
+            ("a+b@plus.test", Some("a+b@plus.test")),
+            ("aab@plus.test", Some("a+b@plus.test")),
+            // Not compiled: exact only.
+            ("broken(@x.test", Some("broken(@x.test")),
+            ("broken@x.test", None),
+            ("", None),
+        ] {
+            assert_eq!(m(addr).as_deref(), want, "{addr}");
+        }
+        // `!` negates (sagredo): every address outside those domains.
+        let (neg, errors) = AddrList::new(lines(&["!@(example|spam)\\."]));
+        assert!(errors.is_empty());
+        assert!(neg.matches(b"x@other.test").is_some());
+        assert!(neg.matches(b"x@example.net").is_none());
+        assert!(neg.matches(b"").is_none(), "<>");
+        assert!(AddrList::new(lines(&[".*"])).0.matches(b"").is_none(), "<>");
+        assert!(AddrList::default().matches(b"a@b").is_none());
+        assert!(l.matches(b"\xff\x00@spam.example").is_some(), "bytes");
+    }
+
+    #[test]
+    fn senders_and_norelay() {
+        let (bmf, _) = AddrList::new(lines(&["^spammer@"]));
+        let cfg = RcptChecks {
+            badmailfrom_norelay: AddrList::new(lines(&[".*@forged\\.test$"])).0,
+            ..RcptChecks::default()
+        };
+        let f = |relay: bool, s: &str| sender_refused(&bmf, &cfg, relay, s.as_bytes());
+        assert_eq!(
+            f(true, "spammer@x.test"),
+            Some(("badmailfrom", "^spammer@".to_string()))
+        );
+        assert_eq!(
+            f(false, "a@forged.test"),
+            Some(("badmailfromnorelay", ".*@forged\\.test$".to_string()))
+        );
+        assert_eq!(f(true, "a@forged.test"), None, "relay clients skip norelay");
+        assert_eq!(f(false, ""), None, "the null sender");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::control::{ControlError, Env, open_cdb, read_int, read_lines};
 use crate::policy::scan_ulong;
-use crate::rcpt_checks::{DEFAULT_VALIDRCPTTO_LIMIT, RcptChecks, RegexList};
+use crate::rcpt_checks::{AddrList, DEFAULT_VALIDRCPTTO_LIMIT, RcptChecks, RegexList};
 use crate::smtp::session::{LookupError, NameSet};
 
 /// The cdb files the checks look things up in, held open.
@@ -178,10 +178,17 @@ pub fn load(
         None => crate::rcptcheck::DEFAULT_TIMEOUT,
     }
     .max(1);
-    let mut list = |name: &str| -> Result<NameSet, ControlError> {
-        Ok(NameSet::new(
-            dir.with(name, read_lines)?.unwrap_or_default(),
-        ))
+    let mut list = |name: &str| -> Result<AddrList, ControlError> {
+        dir.with(name, |path| {
+            let Some(lines) = read_lines(path)? else {
+                return Ok(AddrList::default());
+            };
+            let (list, errors) = AddrList::new(lines);
+            for e in errors {
+                warnings.push(format!("{}: {e}", path.display()));
+            }
+            Ok(list)
+        })
     };
     checks.badrcptto = list("badrcptto")?;
     checks.badrcptto_norelay = list("badrcpttonorelay")?;

@@ -112,7 +112,11 @@ fn check(home: &Path, env: &[(&str, &str)]) -> (i32, String) {
 fn check_validates_the_new_files() {
     let h = home("check");
     std::fs::write(h.0.join("control/badhelo"), "^ok$\nbroken(\n").unwrap();
-    std::fs::write(h.0.join("control/badrcptto"), ".*@spam\\.example\n").unwrap();
+    std::fs::write(
+        h.0.join("control/badrcptto"),
+        ".*@spam\\.example\ntrap@example.org\nbad[@x.test\n!^ok@\n",
+    )
+    .unwrap();
     let script = h.0.join("control/rc.sh");
     std::fs::write(&script, "#!/bin/sh\nexit 0\n").unwrap();
     let (code, out) = check(&h.0, &[("RCPTCHECK", "control/rc.sh")]);
@@ -122,7 +126,18 @@ fn check_validates_the_new_files() {
         "{out}"
     );
     assert!(out.contains("is not executable by"), "{out}");
-    assert!(out.contains("looks like a regular expression"), "{out}");
+    // qregex: regular expressions work in badrcptto (a leading ! negates
+    // one); one that does not compile is a warning (it still matches as an
+    // address).
+    assert!(
+        out.contains("ok: control/badrcptto: lines: 4, regular expressions compiled: 2"),
+        "{out}"
+    );
+    let bad = out
+        .lines()
+        .find(|l| l.contains("\"bad[@x.test\" is not a valid regular expression"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(bad.contains("warning: "), "{bad}");
 
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();

@@ -391,3 +391,171 @@ fn badrcptto_and_the_norelay_lists() {
         "internal@example.org 250\ntrap@example.org 553\ndata 250\n"
     );
 }
+
+const DENIED_RCPT: &str = "553 5.7.1 sorry, your envelope recipient has been denied\r\n";
+const DENIED_SENDER: &str = "553 5.7.1 sorry, your envelope sender is in my badmailfrom list\r\n";
+
+/// RCPT replies (full text) after one MAIL, through a raw client.
+fn replies(srv: &common::Server, sender: &str, rcpts: &[&str]) -> Vec<String> {
+    let mut c = Client::connect(srv);
+    assert!(c.reply().starts_with("220 "));
+    c.send(format!("HELO client.test\r\nMAIL FROM:<{sender}>\r\n").as_bytes());
+    assert!(c.reply().starts_with("250 "));
+    assert!(c.reply().starts_with("250 "), "MAIL is always accepted");
+    rcpts.iter().map(|r| rcpt(&mut c, r)).collect()
+}
+
+#[test]
+fn qregex_badmailfrom_and_badrcptto() {
+    let srv = Setup::new("qregex")
+        .control(
+            "badmailfrom",
+            "^bounce-.*@\nold@classic.test\n@classicdomain.test\nbroken(@x.test\n",
+        )
+        .control(
+            "badrcptto",
+            ".*@spam\\.wild\\.example$\ntrap@example.org\n![@.](example\\.org|wild\\.example)$\n",
+        )
+        .control("badmailfromnorelay", "[0-9]+@forged\\.test$\n")
+        .control("badrcpttonorelay", "^internal-\n")
+        .env("LOGREGEX", "")
+        .start();
+    // Senders: a regular expression, the classic address and @domain
+    // lines, a line that does not compile (still an exact entry).
+    for (sender, refused) in [
+        ("BOUNCE-123@list.test", true),
+        ("nobounce-1@list.test", false),
+        ("old@classic.test", true),
+        ("someone@ClassicDomain.test", true),
+        ("someone@sub.classicdomain.test", false),
+        ("broken(@x.test", true),
+        ("broken@x.test", false),
+        ("a1@forged.test", true),
+        ("a@forged.test", false),
+        ("a1@forged.test.example", false),
+    ] {
+        let r = replies(&srv, sender, &["fine@example.org"]);
+        let want = if refused {
+            DENIED_SENDER
+        } else {
+            "250 2.1.5 ok\r\n"
+        };
+        assert_eq!(r[0], want, "{sender}");
+    }
+    // The null sender is never matched, not even by a pattern that
+    // matches every address.
+    assert_eq!(
+        replies(&srv, "", &["fine@example.org"])[0],
+        "250 2.1.5 ok\r\n"
+    );
+
+    let r = replies(
+        &srv,
+        "a@sender.test",
+        &[
+            "x@spam.wild.example",
+            "X@SPAM.Wild.Example",
+            "x@ham.wild.example",
+            "x@spamxwild.wild.example",
+            "trap@example.org",
+            "bigtrap@example.org",
+            "keep@example.org",
+            "internal-7@example.org",
+            "not-internal-7@example.org",
+            "x@elsewhere.test",
+        ],
+    );
+    assert_eq!(
+        r,
+        [
+            DENIED_RCPT,
+            DENIED_RCPT,
+            "250 2.1.5 ok\r\n",
+            "250 2.1.5 ok\r\n",
+            DENIED_RCPT,
+            // A plain line is an exact entry, as in qmail.
+            "250 2.1.5 ok\r\n",
+            "250 2.1.5 ok\r\n",
+            DENIED_RCPT,
+            "250 2.1.5 ok\r\n",
+            // `!` negates (sagredo): outside those domains, refused
+            // (before rcpthosts would have said so).
+            DENIED_RCPT,
+        ]
+    );
+    let log = srv.stderr_log();
+    assert!(
+        log.contains("badmailfrom: line \"broken(@x.test\" is not a valid regular expression"),
+        "{log}"
+    );
+    assert!(
+        log.contains("refused by badmailfrom line \"^bounce-.*@\""),
+        "{log}"
+    );
+    assert!(
+        log.contains("refused by badmailfromnorelay line \"[0-9]+@forged\\.test$\""),
+        "{log}"
+    );
+    assert!(
+        log.contains("refused by badrcptto line \".*@spam\\.wild\\.example$\""),
+        "{log}"
+    );
+    assert!(
+        log.contains("refused by badrcpttonorelay line \"^internal-\""),
+        "{log}"
+    );
+
+    // A relay client: the norelay files do not apply; badmailfrom and
+    // badrcptto do, regular expressions included. swaks delivers only
+    // what passes.
+    let srv = Setup::new("qregex-relay")
+        .control("badmailfrom", "^bounce-.*@\n")
+        .control("badrcptto", ".*@spam\\.wild\\.example$\n")
+        .control("badmailfromnorelay", ".*@forged\\.test$\n")
+        .control("badrcpttonorelay", "^internal-\n")
+        .env("RELAYCLIENT", "")
+        .start();
+    let out = smtplib(
+        &srv,
+        "client.test",
+        "a@forged.test",
+        &["internal-1@example.org", "x@spam.wild.example"],
+    );
+    assert_eq!(
+        out,
+        "internal-1@example.org 250\nx@spam.wild.example 553\ndata 250\n"
+    );
+    let o = srv.swaks(&["--from", "bounce-9@list.test", "--to", "x@example.org"]);
+    let t = text(&o);
+    assert!(!o.status.success(), "{t}");
+    assert!(
+        t.contains("553 5.7.1 sorry, your envelope sender is in my badmailfrom list"),
+        "{t}"
+    );
+    let o = srv.swaks(&["--from", "a@list.test", "--to", "x@example.org"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let q = srv.queued();
+    assert_eq!(q.len(), 2);
+    assert!(
+        q.iter()
+            .all(|(_, e)| !e.windows(9).any(|w| w == b"bounce-9@"))
+    );
+}
+
+#[test]
+fn qregex_null_sender_and_catch_all() {
+    // A pattern matching every address refuses every sender but <>.
+    let srv = Setup::new("qregex-null")
+        .control("badmailfrom", ".*\n")
+        .start();
+    assert_eq!(
+        replies(&srv, "a@sender.test", &["x@example.org"])[0],
+        DENIED_SENDER
+    );
+    assert_eq!(replies(&srv, "", &["x@example.org"])[0], "250 2.1.5 ok\r\n");
+    let o = srv.swaks(&["--from", "<>", "--to", "x@example.org"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let q = srv.queued();
+    assert_eq!(q.len(), 1);
+    assert!(q[0].1.starts_with(b"F\0Tx@example.org\0"), "{:?}", q[0].1);
+}

@@ -472,7 +472,11 @@ fn ehlo_resets_transaction() {
 #[test]
 fn badmailfrom() {
     let mut c = config();
-    c.badmailfrom = NameSet::new([b"spam@bad.example".to_vec(), b"@worse.example".to_vec()]);
+    c.badmailfrom = qmail_smtpd::rcpt_checks::AddrList::new(vec![
+        b"spam@bad.example".to_vec(),
+        b"@worse.example".to_vec(),
+    ])
+    .0;
     for sender in ["SPAM@bad.example", "x@Worse.Example"] {
         let input = format!("MAIL FROM:<{sender}>\r\nRCPT TO:<u@example.org>\r\nDATA\r\n");
         let t = run_with(c.clone(), Fake::default(), &[input.as_bytes()], 0);

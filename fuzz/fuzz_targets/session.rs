@@ -68,7 +68,7 @@ use libfuzzer_sys::fuzz_target;
 use qmail_smtpd::auth::MAX_RECORD;
 use qmail_smtpd::policy::{AuthPolicy, Link, TlsPolicy};
 use qmail_smtpd::policy_delegation::{decide, request};
-use qmail_smtpd::rcpt_checks::RegexList;
+use qmail_smtpd::rcpt_checks::{AddrList, RegexList};
 use qmail_smtpd::rcptcheck::{Exit, Outcome};
 use qmail_smtpd::spp::Exit as PluginExit;
 use qmail_smtpd::smtp::session::{
@@ -165,14 +165,20 @@ fn setup(cfg: u8, auth: u8, hooks: bool) -> Session<FakeLookups> {
         c.rcpt_checks.rcptcheck = Some(b"/rcptcheck".to_vec());
     }
     if cfg & 128 != 0 {
-        c.badmailfrom = NameSet::new([b"bad@example.net".to_vec(), b"@bad.example".to_vec()]);
+        c.badmailfrom = AddrList::new(vec![
+            b"bad@example.net".to_vec(),
+            b"@bad.example".to_vec(),
+            b"^bounce-.*@".to_vec(),
+        ])
+        .0;
         // The combined patches' recipient checks (src/rcpt_checks.rs).
         let (badhelo, _) = RegexList::compile(&[b"^evil".to_vec(), b"!\\.".to_vec()]);
         c.rcpt_checks.badhelo = Some(badhelo);
         c.rcpt_checks.brtlimit = 3;
         c.rcpt_checks.relayrej = true;
-        c.rcpt_checks.badrcptto = NameSet::new([b"trap@example.org".to_vec()]);
-        c.rcpt_checks.badmailfrom_norelay = NameSet::new([b"@norelay.example".to_vec()]);
+        c.rcpt_checks.badrcptto =
+            AddrList::new(vec![b"trap@example.org".to_vec(), b".*@spam\\.example$".to_vec()]).0;
+        c.rcpt_checks.badmailfrom_norelay = AddrList::new(vec![b"@norelay.example".to_vec()]).0;
         c.rcpt_checks.sagredo_list = Some(NameSet::new([
             b"-@example.org".to_vec(),
             b"bob@example.org".to_vec(),

@@ -110,8 +110,9 @@ pub struct Config {
     pub localiphost: Option<Vec<u8>>,
     /// `rcpthosts`; `None` when the file does not exist (we fail closed).
     pub rcpthosts: Option<NameSet>,
-    /// `badmailfrom`: addresses and `@domain` entries.
-    pub badmailfrom: NameSet,
+    /// `badmailfrom`: addresses, `@domain` entries and (qregex) regular
+    /// expressions.
+    pub badmailfrom: rcpt_checks::AddrList,
     /// `databytes` / `DATABYTES`; 0 means no limit.
     pub databytes: u64,
     /// `RELAYCLIENT`: when set, recipients skip rcpthosts and get it appended.
@@ -153,7 +154,7 @@ impl Config {
             greeting: greeting.to_vec(),
             localiphost: Some(greeting.to_vec()),
             rcpthosts: Some(NameSet::default()),
-            badmailfrom: NameSet::default(),
+            badmailfrom: rcpt_checks::AddrList::default(),
             databytes: 0,
             relayclient: None,
             remote_ip: b"unknown".to_vec(),
@@ -1284,31 +1285,26 @@ impl<L: Lookups> Session<L> {
 
     /// MAIL after its hook; `omit` (spp `O`) skips badmailfrom.
     fn mail_ok(&mut self, addr: Vec<u8>, omit: bool, out: &mut Output) -> Action {
-        self.txn.bad_sender = !omit
-            && (self.in_badmailfrom(&addr)
-                || rcpt_checks::sender_norelay_refused(
-                    &self.cfg.rcpt_checks,
-                    self.may_relay(),
-                    &addr,
-                ));
+        let refused = if omit {
+            None
+        } else {
+            rcpt_checks::sender_refused(
+                &self.cfg.badmailfrom,
+                &self.cfg.rcpt_checks,
+                self.may_relay(),
+                &addr,
+            )
+        };
+        if let Some((file, line)) = &refused {
+            if self.cfg.rcpt_checks.logregex {
+                out.log
+                    .push(format!("badmailfrom: refused by {file} line \"{line}\""));
+            }
+        }
+        self.txn.bad_sender = refused.is_some();
         self.txn.sender = Some(addr);
         self.transactions += 1;
         self.reply(reply::MAIL_OK, out)
-    }
-
-    /// qmail's `bmfcheck`: the whole address, or its `@domain` part.
-    fn in_badmailfrom(&self, addr: &[u8]) -> bool {
-        let bmf = &self.cfg.badmailfrom;
-        if bmf.is_empty() {
-            return false;
-        }
-        if bmf.contains(addr) {
-            return true;
-        }
-        match addr.iter().rposition(|&b| b == b'@') {
-            Some(at) => bmf.contains(&addr[at..]),
-            None => false,
-        }
     }
 
     fn rcpt(&mut self, mut addr: Vec<u8>, out: &mut Output) -> Action {
