@@ -457,20 +457,21 @@ pub fn check_validrcptto(
     let addr = addr.to_ascii_lowercase();
     let show = crate::smtp::session::printable;
     let mut refused_by = None;
+    // A list accepted the address: logged with VALIDRCPTTO_LOG.
+    let accepted = |k: &[u8], by: &str, log: &mut Vec<String>| {
+        if cfg.log > 0 {
+            log.push(format!(
+                "validrcptto: \"{}\" found \"{}\"",
+                show(&addr),
+                show(k)
+            ));
+        }
+        pass(format!("accepted by {by} \"{}\"", show(k)))
+    };
     if cfg.sagredo_list.is_some() || cfg.sagredo_cdb {
         match sagredo_lookup(&addr, sagredo)? {
             (Listed::Accept, Some(k)) => {
-                if cfg.log > 0 {
-                    log.push(format!(
-                        "validrcptto: \"{}\" found \"{}\"",
-                        show(&addr),
-                        show(&k)
-                    ));
-                }
-                return Ok(pass(format!(
-                    "accepted by validrcptto/morevalidrcptto.cdb entry \"{}\"",
-                    show(&k)
-                )));
+                return Ok(accepted(&k, "validrcptto/morevalidrcptto.cdb entry", log));
             }
             (Listed::Reject, Some(k)) => {
                 refused_by = Some(format!(
@@ -493,19 +494,7 @@ pub fn check_validrcptto(
             }
         }
         match (valid, key) {
-            (true, Some(k)) => {
-                if cfg.log > 0 {
-                    log.push(format!(
-                        "validrcptto: \"{}\" found \"{}\"",
-                        show(&addr),
-                        show(&k)
-                    ));
-                }
-                return Ok(pass(format!(
-                    "accepted by VALIDRCPTTO_CDB key \"{}\"",
-                    show(&k)
-                )));
-            }
+            (true, Some(k)) => return Ok(accepted(&k, "VALIDRCPTTO_CDB key", log)),
             (_, Some(k)) => {
                 refused_by = Some(format!(
                     "refused by VALIDRCPTTO_CDB key \"{}\" (value starts with -)",
