@@ -120,7 +120,7 @@ fn run() -> i32 {
     // One listing of control/ for load and the plugin file alike.
     let index = control::ControlIndex::new(&control::qmailhome(&env).join("control"));
     let settings = control::load(&env, &invocation).and_then(|mut s| {
-        // qmail-spp: a stat of smtpplugins when there is none.
+        // qmail-spp: nothing to read when control/ has no smtpplugins.
         let hooks = plugins::load(&env, &s.qmailhome)?;
         s.config.spp = hooks.as_ref().map_or(0, |h| h.plugins.mask());
         s.config.policy_service = env.get("POLICY_SERVICE").is_some_and(|v| !v.is_empty());
