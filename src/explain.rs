@@ -499,16 +499,13 @@ fn through_balancer(
         .map(|p| String::from_utf8_lossy(p).into_owned());
     let answer = match crate::io::proxy::changes(&header, env) {
         Ok(changes) => {
-            env.apply(&changes);
+            env.apply(&changes.env);
             match proxy_rules {
                 Some(path) => {
-                    let r = cdb::CDB::open(&path).ok().and_then(|db| {
-                        tcprules::lookup(|k| db.get(k).and_then(Result::ok), &real, None, None)
-                    });
                     decided.push(format!("PROXY_RULES {path}"));
                     format!(
                         "read; the real client {real} gets {}; the balancer's rule is undone",
-                        describe_rule(r.as_ref())
+                        describe_rule(changes.client_rule.as_ref())
                     )
                 }
                 None => format!(

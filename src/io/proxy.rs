@@ -169,18 +169,26 @@ fn rule(db: &cdb::CDB, ip: &str, host: Option<&str>, info: Option<&str>) -> Opti
     tcprules::lookup(|k| db.get(k).and_then(Result::ok), ip, host, info)
 }
 
+/// What a header changes: the environment, and the real client's rule
+/// from `PROXY_RULES` when one matched (for `--explain`).
+#[derive(Debug, Default)]
+pub struct Changes {
+    pub env: Vec<EnvChange>,
+    pub client_rule: Option<Rule>,
+}
+
 /// The environment changes for `header`, given the environment tcpserver
 /// set for the balancer's connection. Reads the `PROXY_RULES` CDB.
-pub fn changes(header: &Header, env: &Env) -> Result<Vec<EnvChange>, Refusal> {
+pub fn changes(header: &Header, env: &Env) -> Result<Changes, Refusal> {
     let Some(endpoints) = header.endpoints else {
-        return Ok(Vec::new());
+        return Ok(Changes::default());
     };
     let text = |name: &str| {
         env.get(name)
             .map(|v| String::from_utf8_lossy(v).into_owned())
     };
     let client = proxy::tcpserver_ip(endpoints.client.ip());
-    let (mut balancer_rule, mut client_rule) = (Vec::new(), None);
+    let (mut balancer_rule, mut client_env, mut client_rule) = (Vec::new(), None, None);
     if let Some(path) = env.get("PROXY_RULES").filter(|p| !p.is_empty()) {
         use std::os::unix::ffi::OsStrExt;
         let path = Path::new(std::ffi::OsStr::from_bytes(path));
@@ -200,16 +208,22 @@ pub fn changes(header: &Header, env: &Env) -> Result<Vec<EnvChange>, Refusal> {
         // No DNS or ident for the real client: its IP decides.
         match rule(&db, &client, None, None) {
             Some(r) if !r.allow => return Err(Refusal::Deny { client, key: r.key }),
-            Some(r) => client_rule = Some(r.env),
-            None => client_rule = Some(Vec::new()),
+            Some(r) => {
+                client_env = Some(r.env.clone());
+                client_rule = Some(r);
+            }
+            None => client_env = Some(Vec::new()),
         }
     }
-    Ok(proxy::env_changes(
-        endpoints,
-        env.get("TCP6REMOTEIP").is_some(),
-        &balancer_rule,
-        client_rule.as_deref(),
-    ))
+    Ok(Changes {
+        env: proxy::env_changes(
+            endpoints,
+            env.get("TCP6REMOTEIP").is_some(),
+            &balancer_rule,
+            client_env.as_deref(),
+        ),
+        client_rule,
+    })
 }
 
 /// Make the process environment say what `changes` say, so that every
@@ -241,7 +255,7 @@ pub fn accept(env: &mut Env, timeout: Duration) -> Result<Verdict, ReadError> {
     let stdin = std::io::stdin();
     let header = read_header(std::os::fd::AsFd::as_fd(&stdin), timeout)?;
     Ok(match changes(&header, env) {
-        Ok(c) => {
+        Ok(Changes { env: c, .. }) => {
             apply(&c);
             env.apply(&c);
             Verdict::Serve {
