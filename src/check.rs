@@ -288,20 +288,6 @@ pub fn check(env: &Env, invocation: &Invocation, opts: &Options, now: i64) -> Ve
                 (Some(r), _) => say(Level::Ok, format!("{} is executable", r.display())),
             }
         }
-        if let (Ok(me), Some(acc)) = (std::env::current_exe(), &account) {
-            // checkpassword runs this binary as the user it switches to.
-            if !Account::world().may(&me, 1) {
-                say(
-                    Level::Warning,
-                    format!(
-                        "{} is not executable by every user: checkpassword runs it after switching to the mail user ({} can{})",
-                        me.display(),
-                        acc.name,
-                        if acc.may(&me, 1) { "" } else { "not" }
-                    ),
-                );
-            }
-        }
     }
     check_plugins(env, account.as_ref(), &mut say);
     f.extend(crate::check_rcpt::findings(

@@ -14,8 +14,11 @@
 //! the child's group, then this process dies of it as it would have. A
 //! hung checkpassword or qmail-queue is not left behind by `kill`.
 
+use std::ffi::{CString, OsStr};
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, ExitStatus};
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -65,8 +68,184 @@ fn left(deadline: Instant) -> Option<PollTimeout> {
 }
 
 /// The process group a child leads (it was spawned with `process_group(0)`).
-pub fn group(child: &Child) -> Pid {
-    Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX))
+pub fn group(child: &impl Process) -> Pid {
+    child.pid()
+}
+
+/// A child to wait for: one from `std::process`, or a [`Spawned`].
+pub trait Process {
+    /// Its pid, which is also its process group's.
+    fn pid(&self) -> Pid;
+    /// Its exit status if it has exited (reaping it), without blocking.
+    fn try_wait(&mut self) -> io::Result<Option<ExitStatus>>;
+    /// Block until it exits (after a SIGKILL to its group).
+    fn wait(&mut self) -> io::Result<ExitStatus>;
+}
+
+impl Process for Child {
+    fn pid(&self) -> Pid {
+        Pid::from_raw(i32::try_from(self.id()).unwrap_or(i32::MAX))
+    }
+    fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
+        Child::try_wait(self)
+    }
+    fn wait(&mut self) -> io::Result<ExitStatus> {
+        Child::wait(self)
+    }
+}
+
+/// What a [`spawn`]ed child's standard output is.
+pub enum Stdout<'a> {
+    /// `/dev/null`.
+    Null,
+    /// A copy of this descriptor (e.g. our stderr, the log).
+    Fd(BorrowedFd<'a>),
+}
+
+/// A child started by [`spawn`]. Waiting with `waitid` also tells the
+/// real user id the child had when it exited ([`Spawned::exit_uid`]).
+pub struct Spawned {
+    pid: Pid,
+    exit: Option<(ExitStatus, u32)>,
+}
+
+impl Spawned {
+    /// The real uid the child had when it exited, once it was waited for.
+    pub fn exit_uid(&self) -> Option<u32> {
+        self.exit.map(|(_, uid)| uid)
+    }
+
+    #[allow(unsafe_code)]
+    fn waitid(&mut self, block: bool) -> io::Result<Option<ExitStatus>> {
+        use nix::libc;
+        if let Some((st, _)) = self.exit {
+            return Ok(Some(st));
+        }
+        let id = libc::id_t::try_from(self.pid.as_raw()).unwrap_or(libc::id_t::MAX);
+        let flags = libc::WEXITED | if block { 0 } else { libc::WNOHANG };
+        loop {
+            // SAFETY: siginfo_t is plain data, for which all-zero is a
+            // valid value (and si_pid 0 is how WNOHANG says "not yet").
+            let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+            // SAFETY: waitid writes at most one siginfo_t into `info`,
+            // which we own; it touches no other memory.
+            if unsafe { libc::waitid(libc::P_PID, id, &mut info, flags) } < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            // SAFETY: waitid filled the SIGCHLD fields of the union (or
+            // left them zero, with WNOHANG and no exit yet).
+            let (pid, status, uid) = unsafe { (info.si_pid(), info.si_status(), info.si_uid()) };
+            if pid == 0 {
+                return Ok(None);
+            }
+            let raw = match info.si_code {
+                libc::CLD_EXITED => (status & 0xff) << 8,
+                libc::CLD_DUMPED => (status & 0x7f) | 0x80,
+                _ => status & 0x7f,
+            };
+            let st = ExitStatus::from_raw(raw);
+            self.exit = Some((st, uid));
+            return Ok(Some(st));
+        }
+    }
+}
+
+impl Process for Spawned {
+    fn pid(&self) -> Pid {
+        self.pid
+    }
+    fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
+        self.waitid(false)
+    }
+    fn wait(&mut self) -> io::Result<ExitStatus> {
+        self.waitid(true)
+            .map(|st| st.unwrap_or_else(|| ExitStatus::from_raw(0)))
+    }
+}
+
+/// Start `program` (looked up on `PATH` unless it has a `/`) with
+/// `argv` (its own name first), our environment with `env` set on top,
+/// stdin `/dev/null`, stdout as `stdout` says, stderr ours, and each
+/// `(fd, n)` of `fds` as its descriptor `n`; in a process group of its
+/// own, with no signal blocked and SIGPIPE back at its default.
+///
+/// `posix_spawn` rather than `std::process::Command`: placing descriptors
+/// 3 and 4 needs Command's `pre_exec`, which makes it `fork` this whole
+/// process (page tables and copy-on-write faults of a few MiB), where
+/// glibc's `posix_spawn` starts the child in our memory, as vfork does.
+pub fn spawn(
+    program: &OsStr,
+    argv: &[&OsStr],
+    env: &[(&OsStr, &OsStr)],
+    stdout: Stdout<'_>,
+    fds: &[(BorrowedFd<'_>, RawFd)],
+) -> io::Result<Spawned> {
+    use nix::spawn::{PosixSpawnAttr, PosixSpawnFileActions, PosixSpawnFlags, posix_spawnp};
+    let cstr = |b: &[u8]| {
+        CString::new(b).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in argument"))
+    };
+    let path = cstr(program.as_bytes())?;
+    let args = argv
+        .iter()
+        .map(|a| cstr(a.as_bytes()))
+        .collect::<io::Result<Vec<_>>>()?;
+    let mut envp = Vec::new();
+    for (k, v) in std::env::vars_os() {
+        if !env.iter().any(|(name, _)| *name == k) {
+            envp.push(cstr(&[k.into_vec(), b"=".to_vec(), v.into_vec()].concat())?);
+        }
+    }
+    for (k, v) in env {
+        envp.push(cstr(&[k.as_bytes(), b"=", v.as_bytes()].concat())?);
+    }
+
+    // Copies above every target number, so that no dup2 below
+    // overwrites a source still to be copied. Closed in the parent when
+    // this returns; close-on-exec in the child.
+    let mut high = Vec::with_capacity(fds.len() + 1);
+    for (fd, _) in fds {
+        high.push(dup_high(*fd)?);
+    }
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?;
+    let mut actions = PosixSpawnFileActions::init()?;
+    actions.add_dup2(null.as_raw_fd(), 0)?;
+    let out = match stdout {
+        Stdout::Null => None,
+        Stdout::Fd(fd) => Some(dup_high(fd)?),
+    };
+    actions.add_dup2(out.as_ref().map_or(null.as_raw_fd(), AsRawFd::as_raw_fd), 1)?;
+    for (h, (_, n)) in high.iter().zip(fds) {
+        actions.add_dup2(h.as_raw_fd(), *n)?;
+    }
+    let mut attr = PosixSpawnAttr::init()?;
+    attr.set_flags(
+        PosixSpawnFlags::POSIX_SPAWN_SETPGROUP
+            | PosixSpawnFlags::POSIX_SPAWN_SETSIGMASK
+            | PosixSpawnFlags::POSIX_SPAWN_SETSIGDEF,
+    )?;
+    attr.set_pgroup(Pid::from_raw(0))?;
+    attr.set_sigmask(&SigSet::empty())?;
+    let mut default = SigSet::empty();
+    default.add(Signal::SIGPIPE);
+    attr.set_sigdefault(&default)?;
+    let pid = posix_spawnp(&path, &actions, &attr, &args, &envp)?;
+    drop((high, null, out));
+    Ok(Spawned { pid, exit: None })
+}
+
+/// A close-on-exec copy of `fd` numbered 10 or more.
+#[allow(unsafe_code)]
+fn dup_high(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    let n = fcntl(fd, FcntlArg::F_DUPFD_CLOEXEC(10))?;
+    // SAFETY: fcntl just made descriptor `n`; nothing else owns it.
+    Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(n) })
 }
 
 /// Whether `sig` is ignored here (e.g. SIGHUP under nohup). A blocked
@@ -171,7 +350,7 @@ fn poll_until(
 }
 
 /// Wait until `child` exits or `deadline` passes (`Ok(None)`).
-pub fn wait_until(child: &mut Child, deadline: Instant) -> io::Result<Option<ExitStatus>> {
+pub fn wait_until(child: &mut impl Process, deadline: Instant) -> io::Result<Option<ExitStatus>> {
     // `Held::new` makes the descriptor, so SIGCHLD is blocked before the
     // first check: an exit between a check and the poll stays pending for
     // the poll to see.
@@ -205,7 +384,7 @@ pub fn readable_until(fd: BorrowedFd<'_>, group: Pid, deadline: Instant) -> io::
 /// deadline passed first, and the child's process group was killed and
 /// the child reaped.
 pub fn report_and_exit(
-    child: &mut Child,
+    child: &mut impl Process,
     r: &mut std::fs::File,
     cap: usize,
     deadline: Instant,

@@ -91,9 +91,6 @@ fn start_up() {
 
 fn run() -> i32 {
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
-    if args.first().is_some_and(|a| a == checkpassword::CHILD_FLAG) {
-        return checkpassword::child_main(&args[1..]);
-    }
     if args.first().is_some_and(|a| a == "--explain") {
         return explain_main(&args[1..]);
     }

@@ -8,13 +8,14 @@
 
 use std::ffi::OsStr;
 use std::fs::File;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Command, Stdio};
+use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
+
+use crate::child;
 
 use crate::rcptcheck::{Exit, MAX_FD4_REPLY, Outcome};
 
@@ -35,46 +36,30 @@ pub fn run(program: &[u8], env: &[(String, Vec<u8>)], timeout: Duration) -> Outc
     }
 }
 
-#[allow(unsafe_code)]
 fn spawn_and_wait(
     program: &[u8],
     env: &[(String, Vec<u8>)],
     timeout: Duration,
 ) -> std::io::Result<Outcome> {
     let (reply_read, reply_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
-    let log = std::io::stderr().as_fd().try_clone_to_owned()?;
-    let mut cmd = Command::new(OsStr::from_bytes(program));
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::from(log))
-        .stderr(Stdio::inherit())
-        .process_group(0);
-    for (k, v) in env {
-        cmd.env(k, OsStr::from_bytes(v));
-    }
-    let w = reply_write.as_raw_fd();
-    // SAFETY: between fork and exec only async-signal-safe calls are made
-    // (fcntl, dup2, close) on an fd that stays open in the parent until
-    // spawn returns.
-    unsafe {
-        cmd.pre_exec(move || {
-            use nix::libc::{F_DUPFD, close, dup2, fcntl};
-            // The pipe may itself be fd 4: move it out of the way first.
-            // dup2 clears FD_CLOEXEC on the copy it makes.
-            let high = fcntl(w, F_DUPFD, 10);
-            if high < 0 || dup2(high, 4) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            close(high);
-            Ok(())
-        });
-    }
-    let mut child = cmd.spawn()?;
+    let program = OsStr::from_bytes(program);
+    let env: Vec<(&OsStr, &OsStr)> = env
+        .iter()
+        .map(|(k, v)| (OsStr::new(k), OsStr::from_bytes(v)))
+        .collect();
+    let mut child = child::spawn(
+        program,
+        &[program],
+        &env,
+        child::Stdout::Fd(std::io::stderr().as_fd()),
+        &[(reply_write.as_fd(), 4)],
+    )?;
     drop(reply_write);
     let deadline = Instant::now() + timeout;
     let mut r = File::from(reply_read);
     // Read fd 4 to its end (the program exited, or closed it).
     let Some((fd4, status)) =
-        crate::child::report_and_exit(&mut child, &mut r, MAX_FD4_REPLY + 2, deadline)?
+        child::report_and_exit(&mut child, &mut r, MAX_FD4_REPLY + 2, deadline)?
     else {
         return Ok(Outcome {
             exit: Exit::TimedOut,
