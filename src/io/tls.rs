@@ -333,8 +333,14 @@ pub fn check_pem(cert: &Path, key: Option<&Path>) -> Result<(), ConfigError> {
 }
 
 /// A whole file, or why not (never its contents).
+/// Without the statx std's `fs::read` does for a size hint (`take` hides
+/// it): a certificate and key fit in the first 8 KiB read.
 fn read_file(path: &Path, what: &str) -> Result<Vec<u8>, ConfigError> {
-    std::fs::read(path).map_err(|e| pem_error(path, what, &pem::Error::Io(e)))
+    let mut data = Vec::with_capacity(8192);
+    std::fs::File::open(path)
+        .and_then(|f| f.take(u64::MAX).read_to_end(&mut data))
+        .map(|_| data)
+        .map_err(|e| pem_error(path, what, &pem::Error::Io(e)))
 }
 
 /// Whether `pem` has a private key section of a kind rustls reads (PKCS#8,
