@@ -1,7 +1,8 @@
 //! A checkpassword stand-in that speaks the real interface
 //! (cr.yp.to/checkpwd/interface.html), for tests and the demo:
 //! `fake-checkpassword prog [args…]` reads `user\0password\0timestamp\0` from
-//! fd 3 (at most 512 bytes), and on success drops root privileges, as a
+//! fd 3 (at most 512 bytes; the timestamp and its 0 byte may be left out, as
+//! DJB's checkpassword allows), and on success drops root privileges, as a
 //! real checkpassword does, and execs `prog`. Exit 1: wrong credentials;
 //! 2: misuse; 111: temporary failure.
 //!
@@ -42,7 +43,13 @@ fn main() {
             let _ = f.write_all(b"\n");
         }
     }
-    let fields: Vec<&[u8]> = record.split(|&b| b == 0).collect();
+    let mut fields: Vec<&[u8]> = record.split(|&b| b == 0).collect();
+    // The timestamp may be missing altogether (`user\0password\0`), as
+    // DJB's checkpassword allows: the qmail-authentication patch (sagredo's
+    // qmail-smtpd) sends none for LOGIN and PLAIN.
+    if fields.len() == 3 && fields[2].is_empty() {
+        fields.insert(2, b"");
+    }
     if fields.len() != 4 || !fields[3].is_empty() {
         std::process::exit(2);
     }

@@ -37,15 +37,18 @@
 //!   --warmup W         untimed runs first (default 1; session modes only)
 //!   --two-groups       pipeline: wait for the 250 after each message before sending
 //!                      the next MAIL/RCPT/DATA group (two round trips per message)
+//!   --nagle            leave Nagle's algorithm on (no TCP_NODELAY), as many clients
+//!                      do (Python's smtplib, for one): shows a server whose replies
+//!                      or handshake flights would stall on delayed ACKs
 //!   --proxy v1|v2      play a load balancer: send a PROXY protocol header (this
 //!                      connection's own addresses) before anything else
 //! ```
 //!
 //! Every reply is read and its code checked; a wrong code, a missing
 //! capability or an early close aborts with exit status 1 and the reply, so
-//! a broken server cannot look fast. The client sets `TCP_NODELAY` and
-//! sends each group of commands in one write: any Nagle or delayed-ACK stall
-//! measured is the server's.
+//! a broken server cannot look fast. The client sets `TCP_NODELAY` (unless
+//! `--nagle`) and sends each group of commands in one write: any Nagle or
+//! delayed-ACK stall measured is the server's.
 //!
 //! Output is one line of `key=value` pairs (milliseconds, messages per
 //! second, MiB/s), easy to read and to parse.
@@ -71,7 +74,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme};
 
 const USAGE: &str = "usage: smtp-bench [--addr HOST:PORT] [--ca CERT.pem] [--sni NAME] [--kx GROUPS]
-                  [--from A] [--to A] [--helo N] [--warmup W] [--two-groups]
+                  [--from A] [--to A] [--helo N] [--warmup W] [--two-groups] [--nagle]
                   [--user U] [--password P] [--relay-to A] [--hold S] [--deadline S]
                   session N | pipeline N | data BYTES | tls-session N [1.2|1.3] | handshake N [1.2|1.3]
                   | tls-auth-session N [1.2|1.3] | load N [1.2|1.3|plain]";
@@ -141,6 +144,7 @@ fn run() -> Res<()> {
                     .map_err(|_| format!("--warmup: not a number: {v}"))?;
             }
             "--two-groups" => o.two_groups = true,
+            "--nagle" => NAGLE.store(true, std::sync::atomic::Ordering::Relaxed),
             "--proxy" => {
                 let v = val("--proxy")?;
                 if v != "v1" && v != "v2" {
@@ -190,6 +194,9 @@ fn run() -> Res<()> {
         _ => Err(USAGE.into()),
     }
 }
+
+/// `--nagle`: leave Nagle's algorithm on.
+static NAGLE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// `--proxy`: the PROXY protocol version to send, if any.
 static PROXY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
@@ -268,8 +275,10 @@ impl Smtp {
     }
 
     fn with_socket(s: TcpStream, timeout: Duration) -> Res<Smtp> {
-        s.set_nodelay(true)
-            .map_err(|e| format!("TCP_NODELAY: {e}"))?;
+        if !NAGLE.load(std::sync::atomic::Ordering::Relaxed) {
+            s.set_nodelay(true)
+                .map_err(|e| format!("TCP_NODELAY: {e}"))?;
+        }
         if let Some(version) = PROXY.get() {
             let header = proxy_header(version, &s)?;
             (&s).write_all(&header)

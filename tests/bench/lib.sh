@@ -1,6 +1,6 @@
 # Shared by the benchmark scripts in tests/bench (run, postfix, load,
-# callgrind); sourced, not run. It sets `set -euo pipefail`, moves to the
-# repository root and defines:
+# callgrind, compare, hooks); sourced, not run. It sets `set -euo pipefail`,
+# moves to the repository root and defines:
 #
 #   step MSG...                 a progress line on stderr
 #   need CMD:PACKAGE...         install (apt-get, as root) the packages of missing commands
@@ -19,7 +19,12 @@
 #                               tcpserver on 127.0.0.1 (-R -H -l localhost) with a
 #                               clean environment (PATH, QMAILHOME, QMAILQUEUE and
 #                               the NAME=VALUE words in the array start_env);
-#                               sets port_NAME and pid_NAME; killed on exit
+#                               sets port_NAME and pid_NAME; killed on exit.
+#                               The words in the array start_wrap (if any)
+#                               come first: a command that execs the rest
+#                               (tcpserver's pid stays $!), e.g. unshare -m
+#   idle PID                    wait (at most 60 s) until tcpserver PID has no
+#                               child left (its sessions have ended)
 #   median                      the median of the numbers on stdin ("?" if none)
 #   bench_run PORT ARGS...      one smtp-bench run against 127.0.0.1:PORT (with --ca
 #                               $bench_ca, default $dir/cert.pem)
@@ -108,13 +113,14 @@ free_port() {
 }
 
 start_env=()
+start_wrap=()
 start() {
   local name=$1 port opts=()
   shift
   while [ "$1" != -- ]; do opts+=("$1"); shift; done
   shift
   port=$(free_port)
-  env -i PATH="$PATH" QMAILHOME="$dir" QMAILQUEUE="$fakeq" "${start_env[@]}" \
+  "${start_wrap[@]}" env -i PATH="$PATH" QMAILHOME="$dir" QMAILQUEUE="$fakeq" "${start_env[@]}" \
     tcpserver -R -H -l localhost "${opts[@]}" 127.0.0.1 "$port" "$@" \
     </dev/null 2>"$dir/tcpserver-$name.log" &
   pids+=($!)
@@ -128,6 +134,16 @@ start() {
     sleep 0.05
   done
   echo "tcpserver $name did not start: $(cat "$dir/tcpserver-$name.log")" >&2
+  exit 1
+}
+
+idle() {
+  local i
+  for i in $(seq 600); do
+    pgrep -P "$1" >/dev/null || return 0
+    sleep 0.1
+  done
+  echo "tcpserver $1 still has children after 60 s" >&2
   exit 1
 }
 
