@@ -816,6 +816,8 @@ impl TlsTransport {
         }
         // TLS 1.2: the server's Finished flight is still to be sent.
         t.flush().map_err(HandshakeError::Io)?;
+        // TLS 1.3: the client's Finished came last; ACK it now (see ack_now).
+        t.fd.ack_now();
         let info = TlsInfo {
             version: match t.conn.protocol_version() {
                 Some(ProtocolVersion::TLSv1_3) => "TLSv1.3".into(),
