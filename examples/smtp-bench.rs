@@ -961,6 +961,8 @@ impl Tls {
             .ok_or(format!("{ca}: no certificate"))?
             .map_err(|e| format!("{ca}: {e}"))?
             .into_owned();
+        // aws-lc is built without its static initialiser (.cargo/config.toml).
+        ::aws_lc_rs::init();
         let mut provider = aws_lc_rs::default_provider();
         if o.kx != "default" {
             let mut groups = Vec::new();

@@ -92,6 +92,19 @@ fn pem_error(path: &Path, what: &str, e: &pem::Error) -> ConfigError {
     ConfigError(format!("{}: {what}: {why}", path.display()))
 }
 
+/// aws-lc's provider, with aws-lc initialised. aws-lc is built without its
+/// static initialiser (`BORINGSSL_NO_STATIC_INITIALIZER`, set in
+/// .cargo/config.toml), which ran its CPU feature detection in every
+/// process, a plain session too: five CPUID instructions, each a trap to
+/// the hypervisor on a virtual machine (6.4 µs apiece on the one this
+/// was measured on). Every use of aws-lc in this program starts here, so
+/// the detection runs before any of it, once, and only in a process
+/// that does TLS. (`init` is a `Once`; without the define it is a no-op.)
+fn crypto() -> rustls::crypto::CryptoProvider {
+    ::aws_lc_rs::init();
+    aws_lc_rs::default_provider()
+}
+
 /// Build the server configuration from the certificate chain (and the key,
 /// unless `key` names a file of its own) and an optional cipher list in
 /// OpenSSL or rustls spelling. Returns warnings worth logging.
@@ -104,7 +117,7 @@ pub fn server_config(
     client_auth: Option<&ClientAuth>,
 ) -> Result<(Arc<ServerConfig>, Vec<String>), ConfigError> {
     let mut warnings = Vec::new();
-    let mut provider = aws_lc_rs::default_provider();
+    let mut provider = crypto();
     if let Some(list) = ciphers {
         let (suites, ignored) = choose_suites(list, &provider.cipher_suites);
         if !ignored.is_empty() {
@@ -171,7 +184,7 @@ impl ClientAuth {
         }
         let inner = WebPkiClientVerifier::builder_with_provider(
             Arc::new(roots),
-            Arc::new(aws_lc_rs::default_provider()),
+            Arc::new(crypto()),
         )
         .with_crls(crls)
         // A CA without a CRL in the file is not a reason to refuse.
@@ -469,7 +482,7 @@ pub struct KeyPair {
 
 /// Load, pair and describe the keys of a certificate file (`--check`).
 pub fn key_pairs(cert: &Path, key: Option<&Path>) -> Result<Vec<KeyPair>, ConfigError> {
-    let provider = aws_lc_rs::default_provider();
+    let provider = crypto();
     Ok(certified_keys(cert, key, &provider)?
         .iter()
         .map(|k| KeyPair {
