@@ -9,10 +9,10 @@
 
 use std::time::{Duration, Instant};
 
+use crate::core::policy::number;
 use crate::io::fd::IoError;
+use crate::io::log;
 use crate::io::transport::Transport;
-use crate::log;
-use crate::policy::number;
 use crate::smtp::reply;
 
 /// How to wait before the greeting.
