@@ -160,7 +160,7 @@ fn run() -> i32 {
     // After the SMTPS handshake: the 554 for an early talker goes inside TLS.
     if let Some(delay) = qmail_smtpd::core::greetdelay::from_env(|n| env.get(n)) {
         if let Some(code) =
-            qmail_smtpd::core::greetdelay::run(&delay, &mut transport, &session.summary())
+            qmail_smtpd::io::greetdelay::run(&delay, &mut transport, &session.summary())
         {
             return code;
         }

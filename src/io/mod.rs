@@ -8,6 +8,7 @@ pub mod checkpassword;
 pub mod child;
 pub mod control;
 pub mod fd;
+pub mod greetdelay;
 pub mod log;
 pub mod plugins;
 pub mod policy_client;
