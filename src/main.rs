@@ -3,7 +3,8 @@
 //! This file only wires the edges to the core: read the settings, then loop
 //! feeding the session what fd 0 gives, writing its replies to fd 1 when
 //! the input runs dry (RFC 2920), and acting on its requests to run
-//! qmail-queue. Every protocol decision is in `qmail_smtpd::smtp`.
+//! qmail-queue. Every protocol decision is in `qmail_smtpd::smtp` and
+//! `qmail_smtpd::core`.
 
 #![no_main]
 
@@ -12,20 +13,21 @@ use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use qmail_smtpd::certrelay::{self, CertRelay};
-use qmail_smtpd::checkpassword::{self, Backend, Invocation};
-use qmail_smtpd::control::{self, ControlLookups, Env};
+use qmail_smtpd::cli::{check, explain};
+use qmail_smtpd::core::certrelay::{self, CertRelay};
+use qmail_smtpd::core::policy::Link;
+use qmail_smtpd::core::slowclient::Pace;
+use qmail_smtpd::core::spp;
+use qmail_smtpd::io::checkpassword::{self, Backend, Invocation};
+use qmail_smtpd::io::control::{self, ControlLookups, Env};
 use qmail_smtpd::io::fd::{FdTransport, IoError};
+use qmail_smtpd::io::log;
+use qmail_smtpd::io::plugins::{self, Hooks};
+use qmail_smtpd::io::policy_client::PolicyClient;
+use qmail_smtpd::io::queue::{self, Queue};
 use qmail_smtpd::io::tls::{self, TlsInfo};
 use qmail_smtpd::io::transport::Transport;
-use qmail_smtpd::log;
-use qmail_smtpd::plugins::{self, Hooks};
-use qmail_smtpd::policy::Link;
-use qmail_smtpd::policy_client::PolicyClient;
-use qmail_smtpd::queue::{self, Queue};
-use qmail_smtpd::slowclient::Pace;
 use qmail_smtpd::smtp::session::{Action, AuthResult, End, Output, Session, printable};
-use qmail_smtpd::{check, explain, spp};
 
 /// Read size: large enough that DATA moves in big steps.
 const READ_BUF: usize = 64 * 1024;
@@ -108,7 +110,7 @@ fn run() -> i32 {
     // Behind a load balancer: the real client comes in a PROXY header,
     // before anything else is read or said.
     let mut via = None;
-    if qmail_smtpd::policy::number(env.get("PROXY_PROTOCOL")) > 0 {
+    if qmail_smtpd::core::policy::number(env.get("PROXY_PROTOCOL")) > 0 {
         match proxied(&mut env) {
             Ok(balancer) => via = balancer,
             Err(code) => return code,
@@ -156,8 +158,9 @@ fn run() -> i32 {
         }
     }
     // After the SMTPS handshake: the 554 for an early talker goes inside TLS.
-    if let Some(delay) = qmail_smtpd::greetdelay::from_env(|n| env.get(n)) {
-        if let Some(code) = qmail_smtpd::greetdelay::run(&delay, &mut transport, &session.summary())
+    if let Some(delay) = qmail_smtpd::core::greetdelay::from_env(|n| env.get(n)) {
+        if let Some(code) =
+            qmail_smtpd::io::greetdelay::run(&delay, &mut transport, &session.summary())
         {
             return code;
         }
@@ -236,7 +239,8 @@ struct Checks<'a> {
 fn startup_link(env: &Env) -> Option<Transport> {
     let timeout = Duration::from_secs(control::DEFAULT_TIMEOUT);
     let mut t = Transport::Plain(FdTransport::new(timeout));
-    let smtps = env.get("SMTPS").is_some() && qmail_smtpd::policy::number(env.get("SSL")) == 0;
+    let smtps =
+        env.get("SMTPS").is_some() && qmail_smtpd::core::policy::number(env.get("SSL")) == 0;
     if !smtps {
         return Some(t);
     }
@@ -377,7 +381,7 @@ fn client_certificate(lookups: &ControlLookups) -> Option<(CertRelay, Option<Vec
     let outcome = relay.auth.outcome();
     let decision = certrelay::decide(&outcome, &relay.tlsclients);
     let subject = match &outcome {
-        certrelay::ClientCert::Verified(leaf) => qmail_smtpd::x509::subject_cn(leaf),
+        certrelay::ClientCert::Verified(leaf) => qmail_smtpd::core::x509::subject_cn(leaf),
         _ => None,
     };
     log::line(&match &decision {
@@ -630,7 +634,7 @@ fn dialogue(
                 if !why.is_empty() {
                     log::line(&format!(
                         "checkpassword: {}: {why}",
-                        qmail_smtpd::auth::log_user(&creds.user)
+                        qmail_smtpd::smtp::auth::log_user(&creds.user)
                     ));
                 }
                 next =
@@ -648,8 +652,8 @@ fn dialogue(
             Action::AskPolicy => {
                 let verdict = match &mut checks.policy {
                     Some(p) => p.ask(session.policy_request(), &tls_env),
-                    None => qmail_smtpd::policy_delegation::decide(
-                        qmail_smtpd::policy_delegation::DEFAULT_FAILURE_ACTION,
+                    None => qmail_smtpd::core::policy_delegation::decide(
+                        qmail_smtpd::core::policy_delegation::DEFAULT_FAILURE_ACTION,
                     ),
                 };
                 next = Some(session.policy_answered(verdict, &mut conn.out));
@@ -657,13 +661,13 @@ fn dialogue(
             Action::RcptCheck => {
                 let checks = &session.config().rcpt_checks;
                 let outcome = match &checks.rcptcheck {
-                    Some(program) => qmail_smtpd::rcptcheck_run::run(
+                    Some(program) => qmail_smtpd::io::rcptcheck::run(
                         program,
                         &session.rcptcheck_env(),
                         Duration::from_secs(checks.rcptcheck_timeout),
                     ),
-                    None => qmail_smtpd::rcptcheck::Outcome {
-                        exit: qmail_smtpd::rcptcheck::Exit::NotRun,
+                    None => qmail_smtpd::core::rcptcheck::Outcome {
+                        exit: qmail_smtpd::core::rcptcheck::Exit::NotRun,
                         fd4: Vec::new(),
                     },
                 };

@@ -1,7 +1,7 @@
 //! Relaying by client certificate through the pure session core: what a
 //! grant or a refusal changes at RCPT and in the Received header.
 
-use qmail_smtpd::certrelay::CertRelay;
+use qmail_smtpd::core::certrelay::CertRelay;
 use qmail_smtpd::smtp::session::{Action, Config, LookupError, Lookups, NameSet, Output, Session};
 
 struct Fake;

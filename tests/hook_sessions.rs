@@ -3,11 +3,11 @@
 //! print and what the policy service's action is. The harness does what
 //! `main.rs` does with real children and sockets.
 
-use qmail_smtpd::policy_delegation::decide;
+use qmail_smtpd::core::policy_delegation::decide;
+use qmail_smtpd::core::spp::{self, Exit, Hook, Plugin};
 use qmail_smtpd::smtp::session::{
     Action, Config, LookupError, Lookups, NameSet, Output, QueueExit, QueueOutcome, Session,
 };
-use qmail_smtpd::spp::{self, Exit, Hook, Plugin};
 
 struct Fake;
 

@@ -247,7 +247,7 @@ fn v2_ipv4_ipv6_local_and_v1_unknown() {
     p6.extend_from_slice(&"2001:db8::25".parse::<Ipv6Addr>().unwrap().octets());
     p6.extend_from_slice(&[0x9c, 0x40, 0, 25]);
     // (Debian's tcprules takes no IPv6 rules; the IPv6 prefix look-up is
-    // table-tested in src/tcprules.rs.) The default rule: no relaying.
+    // table-tested in src/core/tcprules.rs.) The default rule: no relaying.
     let seen = deliver(&srv, &v2(1, 0x21, &p6), "x@elsewhere.test");
     assert!(seen[3].starts_with("553 "), "{seen:?}");
     let seen = deliver(&srv, &v2(1, 0x21, &p6), "bob@example.org");

@@ -5,8 +5,8 @@
 use std::collections::HashSet;
 
 use hmac::{Hmac, Mac};
-use qmail_smtpd::auth::Mechanism;
-use qmail_smtpd::policy::{AuthPolicy, Link, Policy, TlsPolicy};
+use qmail_smtpd::core::policy::{AuthPolicy, Link, Policy, TlsPolicy};
+use qmail_smtpd::smtp::auth::Mechanism;
 use qmail_smtpd::smtp::session::{
     Action, AuthResult, Config, LookupError, Lookups, NameSet, Output, QueueExit, QueueOutcome,
     Session,
@@ -195,8 +195,8 @@ fn run_with(cfg: Config, fake: Fake, chunks: &[&[u8]], queue_exit: i32) -> Trans
                     s.auth_checked(&c.user, c.mechanism, verdict, &mut out);
                 }
                 Action::RcptCheck => {
-                    let ok = qmail_smtpd::rcptcheck::Outcome {
-                        exit: qmail_smtpd::rcptcheck::Exit::Exited(0),
+                    let ok = qmail_smtpd::core::rcptcheck::Outcome {
+                        exit: qmail_smtpd::core::rcptcheck::Exit::Exited(0),
                         fd4: Vec::new(),
                     };
                     s.rcpt_checked(&ok, &mut out);
@@ -472,7 +472,7 @@ fn ehlo_resets_transaction() {
 #[test]
 fn badmailfrom() {
     let mut c = config();
-    c.badmailfrom = qmail_smtpd::rcpt_checks::AddrList::new(vec![
+    c.badmailfrom = qmail_smtpd::core::rcpt_checks::AddrList::new(vec![
         b"spam@bad.example".to_vec(),
         b"@worse.example".to_vec(),
     ])

@@ -1,4 +1,4 @@
-//! The AUTH mechanism exchanges (`qmail_smtpd::auth`) on arbitrary input.
+//! The AUTH mechanism exchanges (`qmail_smtpd::smtp::auth`) on arbitrary input.
 //!
 //! Input: byte 0 picks the mechanism (PLAIN, LOGIN, CRAM-MD5) and whether
 //! the first line is an initial response; the rest is split at `\n` into the
@@ -18,7 +18,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use qmail_smtpd::auth::{Failure, MAX_RECORD, Mechanism, Step, respond, start};
+use qmail_smtpd::smtp::auth::{Failure, MAX_RECORD, Mechanism, Step, respond, start};
 
 const CHALLENGE: &[u8] = b"<123.1.0123456789abcdef.1795348475@mx.example.org>";
 

@@ -15,7 +15,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use qmail_smtpd::policy_delegation::{Decision, Reply, decide, parse_reply};
+use qmail_smtpd::core::policy_delegation::{Decision, Reply, decide, parse_reply};
 
 fn printable(t: &[u8]) -> bool {
     t.iter().all(|b| (0x20..0x7f).contains(b))

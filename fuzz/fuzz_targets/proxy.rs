@@ -19,7 +19,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use qmail_smtpd::proxy::{MAX_HEADER, V1_MAX, at_least_more, env_changes, parse};
+use qmail_smtpd::core::proxy::{MAX_HEADER, V1_MAX, at_least_more, env_changes, parse};
 
 fuzz_target!(|data: &[u8]| {
     match parse(data) {

@@ -65,17 +65,17 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use qmail_smtpd::auth::MAX_RECORD;
-use qmail_smtpd::policy::{AuthPolicy, Link, TlsPolicy};
-use qmail_smtpd::policy_delegation::{decide, request};
-use qmail_smtpd::rcpt_checks::{AddrList, RegexList};
-use qmail_smtpd::rcptcheck::{Exit, Outcome};
-use qmail_smtpd::spp::Exit as PluginExit;
+use qmail_smtpd::core::policy::{AuthPolicy, Link, TlsPolicy};
+use qmail_smtpd::core::policy_delegation::{decide, request};
+use qmail_smtpd::core::rcpt_checks::{AddrList, RegexList};
+use qmail_smtpd::core::rcptcheck::{Exit, Outcome};
+use qmail_smtpd::core::spp::Exit as PluginExit;
+use qmail_smtpd::core::spp::{self, Plugin};
+use qmail_smtpd::smtp::auth::MAX_RECORD;
 use qmail_smtpd::smtp::session::{
     Action, AuthResult, Config, LookupError, Lookups, NameSet, Output, QueueExit, QueueOutcome,
     Session,
 };
-use qmail_smtpd::spp::{self, Plugin};
 
 /// The most reply bytes one input byte may cost. The biggest reply per byte
 /// of command is the 7-line EHLO reply (~150 bytes with STARTTLS, AUTH and
@@ -171,7 +171,7 @@ fn setup(cfg: u8, auth: u8, hooks: bool) -> Session<FakeLookups> {
             b"^bounce-.*@".to_vec(),
         ])
         .0;
-        // The combined patches' recipient checks (src/rcpt_checks.rs).
+        // The combined patches' recipient checks (src/core/rcpt_checks.rs).
         let (badhelo, _) = RegexList::compile(&[b"^evil".to_vec(), b"!\\.".to_vec()]);
         c.rcpt_checks.badhelo = Some(badhelo);
         c.rcpt_checks.brtlimit = 3;

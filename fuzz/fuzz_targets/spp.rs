@@ -18,7 +18,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use qmail_smtpd::spp::{Exit, Hook, Plugin, Plugins, Run, chain};
+use qmail_smtpd::core::spp::{Exit, Hook, Plugin, Plugins, Run, chain};
 
 fn check(run: &Run) {
     for part in [

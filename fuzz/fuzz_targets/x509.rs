@@ -18,9 +18,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use qmail_smtpd::certrelay::{CertRelay, ClientCert, decide};
+use qmail_smtpd::core::certrelay::{CertRelay, ClientCert, decide};
+use qmail_smtpd::core::{sni, x509};
 use qmail_smtpd::smtp::session::NameSet;
-use qmail_smtpd::{sni, x509};
 
 fuzz_target!(|data: &[u8]| {
     let emails = x509::emails(data);

@@ -4,7 +4,7 @@
 //! what tcpserver would have said to a direct client, so that the session,
 //! the log and every child (checkpassword, qmail-queue…) see the real
 //! client. Parsing and the environment changes are decided in
-//! [`crate::proxy`]; this module only reads bytes and files.
+//! [`crate::core::proxy`]; this module only reads bytes and files.
 //!
 //! Never a byte past the header: on a socket the bytes are peeked first
 //! and only the header's are consumed; elsewhere (a pipe) it reads no more
@@ -20,9 +20,9 @@ use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::socket::{MsgFlags, recv};
 
-use crate::control::Env;
-use crate::proxy::{self, EnvChange, Header, HeaderError, MAX_HEADER};
-use crate::tcprules::{self, Rule};
+use crate::core::proxy::{self, EnvChange, Header, HeaderError, MAX_HEADER};
+use crate::core::tcprules::{self, Rule};
+use crate::io::control::Env;
 
 /// Why no header could be had.
 #[derive(Debug)]

@@ -27,7 +27,7 @@ use rustls::sign::CertifiedKey;
 use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
 use rustls_pki_types::{CertificateRevocationListDer, UnixTime};
 
-use crate::certrelay::ClientCert;
+use crate::core::certrelay::ClientCert;
 use rustls::{
     CipherSuite, ProtocolVersion, ServerConnection, SignatureAlgorithm, SupportedCipherSuite,
 };
@@ -182,23 +182,21 @@ impl ClientAuth {
                 return Err(ConfigError(format!("{}: no CRL found", path.display())));
             }
         }
-        let inner = WebPkiClientVerifier::builder_with_provider(
-            Arc::new(roots),
-            Arc::new(crypto()),
-        )
-        .with_crls(crls)
-        // A CA without a CRL in the file is not a reason to refuse.
-        .allow_unknown_revocation_status()
-        .allow_unauthenticated()
-        .build()
-        .map_err(|e| {
-            ConfigError(format!(
-                "{}{}: {e}",
-                ca.display(),
-                crl.map(|c| format!(" or {}", c.display()))
-                    .unwrap_or_default()
-            ))
-        })?;
+        let inner =
+            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::new(crypto()))
+                .with_crls(crls)
+                // A CA without a CRL in the file is not a reason to refuse.
+                .allow_unknown_revocation_status()
+                .allow_unauthenticated()
+                .build()
+                .map_err(|e| {
+                    ConfigError(format!(
+                        "{}{}: {e}",
+                        ca.display(),
+                        crl.map(|c| format!(" or {}", c.display()))
+                            .unwrap_or_default()
+                    ))
+                })?;
         Ok(ClientAuth(Arc::new(RecordingVerifier {
             inner,
             outcome: Mutex::new(None),
@@ -225,7 +223,7 @@ pub fn crl_next_updates(path: &Path) -> Result<Vec<Option<i64>>, ConfigError> {
             .map_err(|e| pem_error(path, "CRL", &e))?;
     Ok(crls
         .iter()
-        .map(|c| crate::x509::crl_next_update(c.as_ref()))
+        .map(|c| crate::core::x509::crl_next_update(c.as_ref()))
         .collect())
 }
 
@@ -431,8 +429,12 @@ fn read_pem(
     }
     let key_path = match key {
         Some(k) => {
-            pem_sections(&read_file(k, "private key")?, &mut Vec::new(), Some(&mut keys))
-                .map_err(|e| pem_error(k, "private key", &e))?;
+            pem_sections(
+                &read_file(k, "private key")?,
+                &mut Vec::new(),
+                Some(&mut keys),
+            )
+            .map_err(|e| pem_error(k, "private key", &e))?;
             k
         }
         None => cert,
@@ -576,7 +578,7 @@ fn load_key(
     der: PrivateKeyDer<'static>,
     provider: &rustls::crypto::CryptoProvider,
 ) -> Result<Arc<dyn rustls::sign::SigningKey>, rustls::Error> {
-    use crate::x509::{KeyKind, pkcs8_kind};
+    use crate::core::x509::{KeyKind, pkcs8_kind};
     use aws_lc_rs::sign::{any_ecdsa_type, any_eddsa_type};
     match &der {
         PrivateKeyDer::Sec1(_) => any_ecdsa_type(&der),
@@ -605,14 +607,15 @@ fn load_rsa_key(
 /// none is found.
 fn chain_by_names(certs: &[CertificateDer<'_>], leaf: usize) -> Vec<usize> {
     let mut chain = vec![leaf];
-    while let Some((issuer, subject)) = crate::x509::issuer_subject(&certs[chain[chain.len() - 1]])
+    while let Some((issuer, subject)) =
+        crate::core::x509::issuer_subject(&certs[chain[chain.len() - 1]])
     {
         if issuer == subject {
             break;
         }
         let next = (0..certs.len()).find(|i| {
             !chain.contains(i)
-                && crate::x509::issuer_subject(&certs[*i]).is_some_and(|(_, s)| s == issuer)
+                && crate::core::x509::issuer_subject(&certs[*i]).is_some_and(|(_, s)| s == issuer)
         });
         match next {
             Some(i) => chain.push(i),

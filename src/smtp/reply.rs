@@ -241,7 +241,7 @@ pub const QQ_CRASHED: Reply = Reply::new(451, "4.3.0", "qq crashed");
 /// Could not start qmail-queue at all (fork or pipe failure).
 pub const QQ_START: Reply = Reply::new(451, "4.3.0", "qq temporary problem");
 
-// ---- recipient checks of the combined patches (src/rcpt_checks.rs) ------
+// ---- recipient checks of the combined patches (src/core/rcpt_checks.rs) ------
 
 /// jms1 / sagredo validrcptto: the recipient is not in the list.
 pub const NOT_IN_VALIDRCPTTO: Reply = Reply::new(

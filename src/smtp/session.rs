@@ -17,11 +17,11 @@ use super::command::{self, Command, MAX_COMMAND_LINE};
 use super::data::{DataError, DataScanner, MAX_HOPS, Scan};
 use super::received::{ReceivedInfo, received};
 use super::reply::{self, Reply, render_line};
-use crate::auth::{self, Credentials, Exchange, Failure, Mechanism, Step};
-use crate::certrelay::CertRelay;
-use crate::policy::{AuthPolicy, Link, LinkState, Policy, TlsPolicy};
-use crate::rcpt_checks::{self, HeloFlags, RcptChecks, RcptCounters};
-use crate::spp::{self, Hook, Later};
+use crate::core::certrelay::CertRelay;
+use crate::core::policy::{AuthPolicy, Link, LinkState, Policy, TlsPolicy};
+use crate::core::rcpt_checks::{self, HeloFlags, RcptChecks, RcptCounters};
+use crate::core::spp::{self, Hook, Later};
+use crate::smtp::auth::{self, Credentials, Exchange, Failure, Mechanism, Step};
 
 /// Default number of protocol errors (500, 501, 502, 503, 555) before the
 /// session is ended with 421.
@@ -143,7 +143,7 @@ pub struct Config {
     /// The combined patches' recipient checks (validrcptto…).
     pub rcpt_checks: RcptChecks,
     /// `SMTPD_MIN_DATA_RATE`: bytes/s DATA must keep after the first
-    /// `timeoutsmtpd` (0: off). Enforced by the edge (src/slowclient.rs).
+    /// `timeoutsmtpd` (0: off). Enforced by the edge (src/main.rs, with src/core/slowclient.rs).
     pub min_data_rate: u64,
 }
 
@@ -176,7 +176,7 @@ impl Config {
             spp: 0,
             policy_service: false,
             rcpt_checks: RcptChecks::default(),
-            min_data_rate: crate::slowclient::DEFAULT_MIN_DATA_RATE,
+            min_data_rate: crate::core::slowclient::DEFAULT_MIN_DATA_RATE,
         }
     }
 }
@@ -600,8 +600,8 @@ impl<L: Lookups> Session<L> {
     }
 
     /// Where the session is, for the slow-client deadlines.
-    pub fn pace_state(&self) -> crate::slowclient::State {
-        use crate::slowclient::State;
+    pub fn pace_state(&self) -> crate::core::slowclient::State {
+        use crate::core::slowclient::State;
         match self.phase {
             Phase::Data(_) => State::Data,
             Phase::Command if self.overlong => State::PartialLine(usize::MAX),
@@ -1020,10 +1020,10 @@ impl<L: Lookups> Session<L> {
     /// [`Action::AskPolicy`].
     pub fn policy_answered(
         &mut self,
-        verdict: crate::policy_delegation::Verdict,
+        verdict: crate::core::policy_delegation::Verdict,
         out: &mut Output,
     ) -> Action {
-        use crate::policy_delegation::Decision;
+        use crate::core::policy_delegation::Decision;
         let Some(Pending::Policy(addr)) = self.hook.take() else {
             return Action::NeedInput;
         };
@@ -1169,7 +1169,7 @@ impl<L: Lookups> Session<L> {
         for (name, value) in &self.cfg.auth_env {
             match name.as_str() {
                 // Read as DATABYTES is: leading digits.
-                "DATABYTES" => self.cfg.databytes = crate::policy::number(value.as_deref()),
+                "DATABYTES" => self.cfg.databytes = crate::core::policy::number(value.as_deref()),
                 "RELAYCLIENT" => self.cfg.relayclient = value.clone(),
                 _ => {}
             }
@@ -1434,7 +1434,7 @@ impl<L: Lookups> Session<L> {
         self.reply(reply::RCPT_OK, out)
     }
 
-    /// The validrcptto lists (src/rcpt_checks.rs): `Ok(found in a list)`,
+    /// The validrcptto lists (src/core/rcpt_checks.rs): `Ok(found in a list)`,
     /// or `Err` with the action that ends the RCPT.
     fn validrcptto(&mut self, addr: &[u8], out: &mut Output) -> Result<bool, Action> {
         if !self.cfg.rcpt_checks.validrcptto() {
@@ -1495,13 +1495,13 @@ impl<L: Lookups> Session<L> {
     /// RCPTCHECK's verdict on the recipient waiting for it.
     pub fn rcpt_checked(
         &mut self,
-        outcome: &crate::rcptcheck::Outcome,
+        outcome: &crate::core::rcptcheck::Outcome,
         out: &mut Output,
     ) -> Action {
         let Some((addr, _, _)) = self.rcptcheck_pending.take() else {
             return Action::NeedInput;
         };
-        let d = crate::rcptcheck::decide(outcome);
+        let d = crate::core::rcptcheck::decide(outcome);
         out.log.push(format!(
             "RCPTCHECK: rcpt=\"{}\" {}",
             printable(&addr),
@@ -1520,7 +1520,7 @@ impl<L: Lookups> Session<L> {
         }
     }
 
-    /// Give a recipient check's refusal (src/rcpt_checks.rs).
+    /// Give a recipient check's refusal (src/core/rcpt_checks.rs).
     fn verdict(&mut self, v: rcpt_checks::Verdict, out: &mut Output) -> Action {
         if let Some(r) = v.reply {
             r.render(&mut out.replies);

@@ -13,10 +13,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use crate::checkpassword::{Backend, Invocation};
+use crate::core::policy::{Contradiction, Policy, scan_ulong as parse_u64};
+use crate::io::checkpassword::{Backend, Invocation};
+use crate::io::log;
 use crate::io::tls;
-use crate::log;
-use crate::policy::{Contradiction, Policy, scan_ulong as parse_u64};
 use crate::smtp::reply::{self, Reply};
 use crate::smtp::session::{Config, LookupError, Lookups, NameSet};
 
@@ -213,9 +213,9 @@ pub fn load(env: &Env, invocation: &Invocation) -> Result<Settings, StartupError
     };
     let badmailfrom_path = dir.join("badmailfrom");
     let badmailfrom = match read_lines(&badmailfrom_path)? {
-        None => crate::rcpt_checks::AddrList::default(),
+        None => crate::core::rcpt_checks::AddrList::default(),
         Some(lines) => {
-            let (list, errors) = crate::rcpt_checks::AddrList::new(lines);
+            let (list, errors) = crate::core::rcpt_checks::AddrList::new(lines);
             for e in errors {
                 warnings.push(format!("{}: {e}", badmailfrom_path.display()));
             }
@@ -271,7 +271,7 @@ pub fn load(env: &Env, invocation: &Invocation) -> Result<Settings, StartupError
     let auth_timeout = number("CHECKPASSWORD_TIMEOUT")
         .unwrap_or(DEFAULT_AUTH_TIMEOUT)
         .max(1);
-    config.transcript = crate::policy::number(env.get("SMTPD_TRANSCRIPT")) > 0;
+    config.transcript = crate::core::policy::number(env.get("SMTPD_TRANSCRIPT")) > 0;
     config.auth_env = env
         .with_prefix("AUTH_SET_")
         .map(|(k, v)| (k, Some(v.to_vec())))
@@ -302,7 +302,7 @@ pub fn load(env: &Env, invocation: &Invocation) -> Result<Settings, StartupError
         .map(|c| String::from_utf8_lossy(&c).into_owned()),
     };
 
-    let (rcpt_checks, rcpt_cdbs) = crate::rcpt_control::load(env, &qmailhome, &mut warnings)?;
+    let (rcpt_checks, rcpt_cdbs) = crate::io::rcpt_control::load(env, &qmailhome, &mut warnings)?;
     if let Some(n) = rcpt_checks.maxrcpt {
         config.max_rcpts = n;
     }
@@ -528,7 +528,7 @@ pub struct ControlLookups {
     /// Challenges made so far (part of each, so none repeats).
     challenges: std::cell::Cell<u32>,
     /// The recipient checks' cdb files.
-    rcpt_cdbs: crate::rcpt_control::RcptCdbs,
+    rcpt_cdbs: crate::io::rcpt_control::RcptCdbs,
 }
 
 impl ControlLookups {
@@ -630,7 +630,7 @@ impl ControlLookups {
 /// `control/servercerts/<name>/servercert.pem` for an SNI name that is a
 /// host name (lower-cased); `None` for anything else.
 pub fn sni_cert_path(control: &Path, name: &[u8]) -> Option<PathBuf> {
-    let dir = crate::sni::dir_name(name)?;
+    let dir = crate::core::sni::dir_name(name)?;
     Some(control.join("servercerts").join(dir).join("servercert.pem"))
 }
 

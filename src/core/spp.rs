@@ -1,6 +1,6 @@
 //! Pure core of qmail-spp plugins: the `control/smtpplugins` file, the
 //! command language plugins write on stdout, and what a hook's chain of
-//! plugins decides. Running a plugin is the edge's job (`plugins.rs`); it
+//! plugins decides. Running a plugin is the edge's job (`io/plugins.rs`); it
 //! hands each line a plugin wrote to [`Run::line`] and stops when that says
 //! the chain is over.
 //!

@@ -1,12 +1,12 @@
 //! Edge: the files and variables of the recipient checks
-//! ([`crate::rcpt_checks`]), read once at connect time. A file that is
+//! ([`crate::core::rcpt_checks`]), read once at connect time. A file that is
 //! not configured is not opened beyond the `open` that finds it missing.
 
 use std::path::{Path, PathBuf};
 
-use crate::control::{ControlError, Env, open_cdb, read_int, read_lines};
-use crate::policy::scan_ulong;
-use crate::rcpt_checks::{AddrList, DEFAULT_VALIDRCPTTO_LIMIT, RcptChecks, RegexList};
+use crate::core::policy::scan_ulong;
+use crate::core::rcpt_checks::{AddrList, DEFAULT_VALIDRCPTTO_LIMIT, RcptChecks, RegexList};
+use crate::io::control::{ControlError, Env, open_cdb, read_int, read_lines};
 use crate::smtp::session::{LookupError, NameSet};
 
 /// The cdb files the checks look things up in, held open.
@@ -173,9 +173,9 @@ pub fn load(
     checks.rcptcheck_timeout = match env.get("RCPTCHECK_TIMEOUT") {
         Some(v) => scan_ulong(v).unwrap_or_else(|| {
             warnings.push("RCPTCHECK_TIMEOUT is not a number: ignored".into());
-            crate::rcptcheck::DEFAULT_TIMEOUT
+            crate::core::rcptcheck::DEFAULT_TIMEOUT
         }),
-        None => crate::rcptcheck::DEFAULT_TIMEOUT,
+        None => crate::core::rcptcheck::DEFAULT_TIMEOUT,
     }
     .max(1);
     let mut list = |name: &str| -> Result<AddrList, ControlError> {

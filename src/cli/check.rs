@@ -10,8 +10,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::checkpassword::Invocation;
-use crate::control::{self, Env};
+use crate::io::checkpassword::Invocation;
+use crate::io::control::{self, Env};
 use crate::io::tls;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -222,7 +222,7 @@ pub fn check(env: &Env, invocation: &Invocation, opts: &Options, now: i64) -> Ve
         );
     }
     check_proxy(env, opts, account.as_ref(), &mut say);
-    let insecure = crate::policy::number(env.get("ALLOW_INSECURE_AUTH")) > 0
+    let insecure = crate::core::policy::number(env.get("ALLOW_INSECURE_AUTH")) > 0
         || env.get("FORCETLS") == Some(b"0");
     if insecure && invocation.backend.is_some() {
         say(
@@ -271,7 +271,7 @@ pub fn check(env: &Env, invocation: &Invocation, opts: &Options, now: i64) -> Ve
                 .map(|s| (PathBuf::from(s), Some(world.clone()))),
         );
         for (p, account) in programs {
-            let resolved = crate::checkpassword::find_program(p.as_os_str());
+            let resolved = crate::io::checkpassword::find_program(p.as_os_str());
             match (&resolved, &account) {
                 (None, _) => say(
                     Level::Error,
@@ -290,7 +290,7 @@ pub fn check(env: &Env, invocation: &Invocation, opts: &Options, now: i64) -> Ve
         }
     }
     check_plugins(env, account.as_ref(), &mut say);
-    f.extend(crate::check_rcpt::findings(
+    f.extend(crate::cli::check_rcpt::findings(
         env,
         settings.as_ref(),
         account.as_ref(),
@@ -307,7 +307,7 @@ fn check_proxy(
     say: &mut impl FnMut(Level, String),
 ) {
     let forgeable = "any client that can reach this port can claim any address (and the relaying and AUTH rules that go with it): set it only in the tcprules entry of the balancer's address, e.g. 10.0.0.5:allow,PROXY_PROTOCOL=\"1\"";
-    if crate::policy::number(env.get("PROXY_PROTOCOL")) > 0 {
+    if crate::core::policy::number(env.get("PROXY_PROTOCOL")) > 0 {
         say(
             Level::Warning,
             format!("PROXY_PROTOCOL is set for every client of this service: {forgeable}"),
@@ -327,10 +327,11 @@ fn check_proxy(
             }
         };
         for (k, v) in db.iter().filter_map(Result::ok) {
-            let rule = crate::tcprules::parse(String::from_utf8_lossy(&k).into_owned(), &v);
+            let rule = crate::core::tcprules::parse(String::from_utf8_lossy(&k).into_owned(), &v);
             let get = |name: &str| rule.env.iter().rev().find(|(k, _)| k == name);
             if !rule.allow
-                || crate::policy::number(get("PROXY_PROTOCOL").map(|(_, v)| v.as_bytes())) == 0
+                || crate::core::policy::number(get("PROXY_PROTOCOL").map(|(_, v)| v.as_bytes()))
+                    == 0
             {
                 continue;
             }
@@ -399,7 +400,7 @@ fn check_proxy(
 /// service account; the policy service reachable.
 fn check_plugins(env: &Env, account: Option<&Account>, say: &mut impl FnMut(Level, String)) {
     let home = control::qmailhome(env);
-    let file = crate::plugins::file(env, &home);
+    let file = crate::io::plugins::file(env, &home);
     if let Some(acc) = account {
         if file.exists() && env.get("NOSPP").is_none() && !acc.may(&file, 4) {
             say(
@@ -412,8 +413,8 @@ fn check_plugins(env: &Env, account: Option<&Account>, say: &mut impl FnMut(Leve
             );
         }
     }
-    if let Ok(Some(hooks)) = crate::plugins::load(env, &home) {
-        for hook in crate::spp::Hook::ALL {
+    if let Ok(Some(hooks)) = crate::io::plugins::load(env, &home) {
+        for hook in crate::core::spp::Hook::ALL {
             for p in hooks.plugins.get(hook) {
                 let (program, _) = p.argv();
                 let path = home.join(std::ffi::OsStr::from_bytes(program));
@@ -442,7 +443,7 @@ fn check_plugins(env: &Env, account: Option<&Account>, say: &mut impl FnMut(Leve
         }
     }
     if let Some(spec) = env.get("POLICY_SERVICE").filter(|v| !v.is_empty()) {
-        use crate::policy_client::{Target, parse_target};
+        use crate::io::policy_client::{Target, parse_target};
         let reach = match parse_target(spec) {
             Err(e) => Err(e),
             Ok(Target::Inet(hp)) => std::net::ToSocketAddrs::to_socket_addrs(&hp)
@@ -606,7 +607,7 @@ fn check_sni_certificates(
     for name in names {
         let bytes = std::os::unix::ffi::OsStrExt::as_bytes(name.as_os_str());
         let path = dir.join(&name).join("servercert.pem");
-        match crate::sni::dir_name(bytes) {
+        match crate::core::sni::dir_name(bytes) {
             Some(lower) if lower.as_bytes() == bytes => {
                 say(Level::Ok, format!("SNI name {lower}: {}", path.display()));
                 if path.exists() {
@@ -745,4 +746,4 @@ fn check_certificate(
     }
 }
 
-pub use crate::x509::validity;
+pub use crate::core::x509::validity;

@@ -1,9 +1,9 @@
-//! Edge: run the RCPTCHECK program (see [`crate::rcptcheck`]) for one
+//! Edge: run the RCPTCHECK program (see [`crate::core::rcptcheck`]) for one
 //! recipient. argv is the program alone; the environment is ours plus the
 //! session's variables; stdin is `/dev/null` (never the client's socket,
 //! which under TLS carries ciphertext); stdout goes to our stderr (the
 //! log); fd 4 is a pipe for its reply, of which at most
-//! [`MAX_FD4_REPLY`](crate::rcptcheck::MAX_FD4_REPLY) bytes are kept. It
+//! [`MAX_FD4_REPLY`] bytes are kept. It
 //! runs in a process group of its own, killed when the timeout passes.
 
 use std::ffi::OsStr;
@@ -15,16 +15,16 @@ use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
 
-use crate::child;
+use crate::io::child;
 
-use crate::rcptcheck::{Exit, MAX_FD4_REPLY, Outcome};
+use crate::core::rcptcheck::{Exit, MAX_FD4_REPLY, Outcome};
 
 /// Run `program` with `env` added; never fails (a failure is an outcome).
 pub fn run(program: &[u8], env: &[(String, Vec<u8>)], timeout: Duration) -> Outcome {
     match spawn_and_wait(program, env, timeout) {
         Ok(o) => o,
         Err(e) => {
-            crate::log::line(&format!(
+            crate::io::log::line(&format!(
                 "RCPTCHECK: cannot run {}: {e}",
                 String::from_utf8_lossy(program)
             ));

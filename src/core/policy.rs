@@ -23,7 +23,7 @@
 //! A value "> 0" is read as qmail reads numbers (`scan_ulong`): leading
 //! digits, so `1` is on and `0`, empty or `yes` are off.
 
-use crate::auth::Mechanism;
+use crate::smtp::auth::Mechanism;
 use crate::smtp::reply::{self, Reply};
 
 /// How the link to the client is protected.

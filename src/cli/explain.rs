@@ -8,12 +8,12 @@
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 
-use crate::checkpassword::Invocation;
-use crate::control::{self, Env};
-use crate::policy::{Dialect, Link, LinkState, Policy, SWITCHES};
+use crate::core::policy::{Dialect, Link, LinkState, Policy, SWITCHES};
+use crate::core::tcprules::{self, Rule};
+use crate::io::checkpassword::Invocation;
+use crate::io::control::{self, Env};
 use crate::smtp::reply::Reply;
 use crate::smtp::session::{Lookups, Output, Session};
-use crate::tcprules::{self, Rule};
 
 /// Options of `--explain`.
 #[derive(Debug, Default)]
@@ -466,7 +466,7 @@ fn through_balancer(
         None => {}
     }
     let mut decided = vec![format!("balancer {via}: {balancer} ({})", rules.display())];
-    if crate::policy::number(env.get("PROXY_PROTOCOL")) == 0 {
+    if crate::core::policy::number(env.get("PROXY_PROTOCOL")) == 0 {
         report.client = Some(format!("{ip} via {via}: seen as {via}"));
         report.line(
             "PROXY",
@@ -484,15 +484,15 @@ fn through_balancer(
         .get("TCPLOCALIP")
         .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok())
         .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
-    let header = crate::proxy::Header {
+    let header = crate::core::proxy::Header {
         version: 2,
         len: 0,
-        endpoints: Some(crate::proxy::Endpoints {
+        endpoints: Some(crate::core::proxy::Endpoints {
             client: std::net::SocketAddr::new(client, 0),
             server: std::net::SocketAddr::new(local, 25),
         }),
     };
-    let real = crate::proxy::tcpserver_ip(client);
+    let real = crate::core::proxy::tcpserver_ip(client);
     let proxy_rules = env
         .get("PROXY_RULES")
         .filter(|v| !v.is_empty())
@@ -530,15 +530,15 @@ fn through_balancer(
 /// qmail-spp plugins per hook, and the policy service.
 fn explain_checks(env: &Env, report: &mut Report) {
     let home = control::qmailhome(env);
-    let file = crate::plugins::file(env, &home);
+    let file = crate::io::plugins::file(env, &home);
     let mut decided = set_switches(env, &["NOSPP", "SPPCONFFILE", "SPP_TIMEOUT"]);
     decided.push(format!("{} [qmail-spp]", file.display()));
-    let answer = match crate::plugins::load(env, &home) {
+    let answer = match crate::io::plugins::load(env, &home) {
         Err(e) => format!("unreadable, every connection gets 421 ({e})"),
         Ok(None) if env.get("NOSPP").is_some() => "off (NOSPP is set)".into(),
         Ok(None) => format!("off ({} does not exist)", file.display()),
         Ok(Some(h)) => {
-            let hooks: Vec<String> = crate::spp::Hook::ALL
+            let hooks: Vec<String> = crate::core::spp::Hook::ALL
                 .iter()
                 .filter(|k| !h.plugins.get(**k).is_empty())
                 .map(|k| {
@@ -577,8 +577,8 @@ fn explain_checks(env: &Env, report: &mut Report) {
             let failure = env
                 .get("POLICY_SERVICE_DEFAULT_ACTION")
                 .filter(|v| !v.is_empty())
-                .unwrap_or(crate::policy_delegation::DEFAULT_FAILURE_ACTION);
-            match crate::policy_client::parse_target(spec) {
+                .unwrap_or(crate::core::policy_delegation::DEFAULT_FAILURE_ACTION);
+            match crate::io::policy_client::parse_target(spec) {
                 Ok(_) => format!(
                     "{} asked about every recipient our own checks accepted; unreachable or garbage means \"{}\"",
                     String::from_utf8_lossy(spec),

@@ -54,7 +54,7 @@ pub fn decide(cert: &ClientCert, tlsclients: &NameSet) -> CertRelay {
         }
         ClientCert::Verified(leaf) => leaf,
     };
-    let emails: Vec<Vec<u8>> = crate::x509::emails(leaf)
+    let emails: Vec<Vec<u8>> = crate::core::x509::emails(leaf)
         .into_iter()
         .filter(|e| e.len() <= MAX_EMAIL)
         .collect();

@@ -1,6 +1,6 @@
 //! RCPTCHECK, the external recipient check both combined patches share,
 //! as a pure decision: what the program's exit and its fd-4 reply mean.
-//! The program is run by the edge (src/rcptcheck_run.rs) with `SENDER`,
+//! The program is run by the edge (src/io/rcptcheck.rs) with `SENDER`,
 //! `RECIPIENT`, `HELO`, `USE_FD4=1` in its environment, stdin `/dev/null`
 //! (never the client's socket), stdout to the log, a reply read from fd 4
 //! and a timeout after which its process group is killed.

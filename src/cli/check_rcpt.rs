@@ -3,8 +3,8 @@
 //! patterns that compile, the address lists (qregex: addresses, `@domain`
 //! or regular expressions, `!` negating), and RCPTCHECK executable.
 
-use crate::check::{Account, Finding, Level};
-use crate::control::{Env, Settings, qmailhome};
+use crate::cli::check::{Account, Finding, Level};
+use crate::io::control::{Env, Settings, qmailhome};
 
 /// The findings; `settings` is `None` when the files could not be read at
 /// all (already reported).
@@ -13,7 +13,7 @@ pub fn findings(env: &Env, settings: Option<&Settings>, account: Option<&Account
     let mut say = |level, text: String| f.push(Finding { level, text });
     let home = qmailhome(env);
     let control = home.join("control");
-    let (jms1, list, more) = crate::rcpt_control::paths(env, &home);
+    let (jms1, list, more) = crate::io::rcpt_control::paths(env, &home);
     let mut files: Vec<std::path::PathBuf> = [
         "badhelo",
         "badhelonorelay",

@@ -271,7 +271,7 @@ fn take_signals(sfd: &SignalFd, group: Pid) {
         };
         if ENDING.contains(&sig) && !ignored(sig) {
             let _ = killpg(group, Signal::SIGKILL);
-            crate::log::line(&format!(
+            crate::io::log::line(&format!(
                 "{sig} while waiting on child {group}: killed its process group"
             ));
             let _ = ending().thread_unblock();

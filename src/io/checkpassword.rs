@@ -32,8 +32,8 @@ use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
 
-use crate::auth::{Credentials, wipe};
-use crate::child;
+use crate::io::child;
+use crate::smtp::auth::{Credentials, wipe};
 use crate::smtp::session::AuthResult;
 
 /// The checkpassword program and what it runs on success.
@@ -134,7 +134,7 @@ fn run(
     drop(cred_read);
     let deadline = Instant::now() + timeout;
 
-    let mut record = Vec::with_capacity(crate::auth::MAX_RECORD);
+    let mut record = Vec::with_capacity(crate::smtp::auth::MAX_RECORD);
     creds.record(&mut record);
     let mut w = File::from(cred_write);
     // At most 512 bytes: fits in a pipe buffer, never blocks.

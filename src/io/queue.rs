@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
 
-use crate::child;
+use crate::io::child;
 use crate::smtp::session::{QueueExit, QueueOutcome};
 
 pub struct Queue {

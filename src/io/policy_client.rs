@@ -11,10 +11,10 @@ use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::control::Env;
-use crate::policy_delegation::{
+use crate::core::policy_delegation::{
     self, DEFAULT_FAILURE_ACTION, MAX_REPLY, Reply, Verdict, cipher_keysize, decide,
 };
+use crate::io::control::Env;
 
 /// Default `POLICY_SERVICE_TIMEOUT`, seconds (Postfix's
 /// `smtpd_policy_service_timeout` is 100).
@@ -107,7 +107,7 @@ impl PolicyClient {
         let spec = env.get("POLICY_SERVICE").filter(|v| !v.is_empty())?;
         let timeout = env
             .get("POLICY_SERVICE_TIMEOUT")
-            .and_then(crate::policy::scan_ulong)
+            .and_then(crate::core::policy::scan_ulong)
             .unwrap_or(DEFAULT_TIMEOUT)
             .max(1);
         let failure_action = env

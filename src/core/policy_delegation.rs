@@ -2,7 +2,7 @@
 //! (SMTPD_POLICY_README): the request we send a policy service (postgrey,
 //! policyd-spf, …) at RCPT, the reply it gives, and what its `action=`
 //! means for the recipient (Postfix access(5) actions that make sense
-//! before DATA). The edge (`policy_client.rs`) only moves the bytes.
+//! before DATA). The edge (`io/policy_client.rs`) only moves the bytes.
 //!
 //! A request is `name=value` lines and an empty line; so is the reply, of
 //! which only `action=` counts.

@@ -19,11 +19,11 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, killpg};
 
-use crate::child;
-use crate::control::{self, ControlError, Env};
-use crate::log;
-use crate::policy::scan_ulong;
-use crate::spp::{self, Exit, Hook, Plugin, Plugins, Run};
+use crate::core::policy::scan_ulong;
+use crate::core::spp::{self, Exit, Hook, Plugin, Plugins, Run};
+use crate::io::child;
+use crate::io::control::{self, ControlError, Env};
+use crate::io::log;
 
 /// Default `SPP_TIMEOUT`, seconds.
 pub const DEFAULT_TIMEOUT: u64 = 60;
