@@ -43,8 +43,7 @@ const PARSER_REPLIES: &[Reply] = &[
 /// RFC 6531's rule for an address that is accepted.
 fn utf8_ok(addr: &[u8], smtputf8: bool) -> bool {
     addr.is_ascii()
-        || (smtputf8
-            && std::str::from_utf8(addr).is_ok_and(|s| !s.chars().any(char::is_control)))
+        || (smtputf8 && std::str::from_utf8(addr).is_ok_and(|s| !s.chars().any(char::is_control)))
 }
 
 fn check_addr(addr: &[u8]) {

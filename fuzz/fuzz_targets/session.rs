@@ -176,8 +176,11 @@ fn setup(cfg: u8, auth: u8, hooks: bool) -> Session<FakeLookups> {
         c.rcpt_checks.badhelo = Some(badhelo);
         c.rcpt_checks.brtlimit = 3;
         c.rcpt_checks.relayrej = true;
-        c.rcpt_checks.badrcptto =
-            AddrList::new(vec![b"trap@example.org".to_vec(), b".*@spam\\.example$".to_vec()]).0;
+        c.rcpt_checks.badrcptto = AddrList::new(vec![
+            b"trap@example.org".to_vec(),
+            b".*@spam\\.example$".to_vec(),
+        ])
+        .0;
         c.rcpt_checks.badmailfrom_norelay = AddrList::new(vec![b"@norelay.example".to_vec()]).0;
         c.rcpt_checks.sagredo_list = Some(NameSet::new([
             b"-@example.org".to_vec(),
