@@ -46,6 +46,18 @@ pub struct Account {
 }
 
 impl Account {
+    /// Why `path`, a control file that exists, is a problem for this
+    /// account (it cannot read it: every connection gets 421), if it is.
+    pub fn control_unreadable(&self, path: &Path) -> Option<String> {
+        (path.exists() && !self.may(path, 4)).then(|| {
+            format!(
+                "{} is not readable by {}: connections get 421",
+                path.display(),
+                self.name
+            )
+        })
+    }
+
     /// Look the user up in the password database.
     pub fn lookup(name: &str) -> Option<Account> {
         let user = nix::unistd::User::from_name(name).ok()??;
@@ -189,16 +201,8 @@ pub fn check(env: &Env, invocation: &Invocation, opts: &Options, now: i64) -> Ve
                 "timeoutsmtpd",
                 "tlsserverciphers",
             ] {
-                let p = control.join(name);
-                if p.exists() && !acc.may(&p, 4) {
-                    say(
-                        Level::Error,
-                        format!(
-                            "{} is not readable by {}: connections get 421",
-                            p.display(),
-                            acc.name
-                        ),
-                    );
+                if let Some(text) = acc.control_unreadable(&control.join(name)) {
+                    say(Level::Error, text);
                 }
             }
             if !acc.may(&s.queue_program, 1) {

@@ -31,15 +31,8 @@ pub fn findings(env: &Env, settings: Option<&Settings>, account: Option<&Account
     files.extend(jms1.clone());
     if let Some(acc) = account {
         for p in &files {
-            if p.exists() && !acc.may(p, 4) {
-                say(
-                    Level::Error,
-                    format!(
-                        "{} is not readable by {}: connections get 421",
-                        p.display(),
-                        acc.name
-                    ),
-                );
+            if let Some(text) = acc.control_unreadable(p) {
+                say(Level::Error, text);
             }
         }
     }
