@@ -455,3 +455,68 @@ pub fn write_until(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::time::Duration;
+
+    /// Descriptors land where asked even when the pipes' own numbers are
+    /// each other's targets; stdin is /dev/null; the child starts with no
+    /// signal blocked and SIGPIPE at its default (we ignore it); the exit
+    /// status and the uid it exited with come back.
+    #[test]
+    fn spawn_places_fds_and_resets_signals() {
+        let (in_read, in_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
+        let (out_read, out_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
+        // Block a signal here and ignore SIGPIPE, as the server does.
+        let mut usr1 = SigSet::empty();
+        usr1.add(Signal::SIGUSR1);
+        usr1.thread_block().unwrap();
+        // SAFETY (test): SIG_IGN installs no handler code.
+        #[allow(unsafe_code)]
+        unsafe {
+            nix::sys::signal::signal(Signal::SIGPIPE, nix::sys::signal::SigHandler::SigIgn)
+                .unwrap();
+        }
+        let script = "read line <&4; \
+            ign=$(sed -n 's/^SigIgn:\t//p' /proc/self/status); \
+            blk=$(sed -n 's/^SigBlk:\t//p' /proc/self/status); \
+            stdin=$(readlink /proc/self/fd/0); \
+            echo \"$line $QSMTPD_TEST $ign $blk $stdin\" >&3; exit 7";
+        let mut child = spawn(
+            OsStr::new("sh"),
+            &[OsStr::new("sh"), OsStr::new("-c"), OsStr::new(script)],
+            &[(OsStr::new("QSMTPD_TEST"), OsStr::new("set"))],
+            Stdout::Null,
+            // Crossed on purpose: whichever of the two got the low numbers.
+            &[(out_write.as_fd(), 3), (in_read.as_fd(), 4)],
+        )
+        .unwrap();
+        drop((in_read, out_write));
+        std::fs::File::from(in_write).write_all(b"hello\n").unwrap();
+        let mut report = String::new();
+        std::fs::File::from(out_read)
+            .read_to_string(&mut report)
+            .unwrap();
+        let status = wait_until(&mut child, Instant::now() + Duration::from_secs(20))
+            .unwrap()
+            .expect("the child exits");
+        usr1.thread_unblock().unwrap();
+        assert_eq!(status.code(), Some(7));
+        assert_eq!(child.exit_uid(), Some(nix::unistd::getuid().as_raw()));
+        let words: Vec<&str> = report.split_whitespace().collect();
+        let [line, env, ign, blk, stdin] = words[..] else {
+            panic!("{report:?}");
+        };
+        assert_eq!((line, env, stdin), ("hello", "set", "/dev/null"));
+        let ign = u64::from_str_radix(ign, 16).unwrap();
+        assert_eq!(
+            ign & (1 << (Signal::SIGPIPE as u32 - 1)),
+            0,
+            "SIGPIPE default"
+        );
+        assert_eq!(u64::from_str_radix(blk, 16).unwrap(), 0, "nothing blocked");
+    }
+}
