@@ -415,3 +415,87 @@ fn a_pem_without_a_key_means_no_starttls_and_a_garbled_key_454() {
     let log = srv.stderr_log();
     assert!(log.contains("TLS not available"), "{log}");
 }
+
+/// The key layouts qmail-tls installations have: the key before the
+/// certificate, as PKCS#1 ("RSA PRIVATE KEY") or SEC1 ("EC PRIVATE KEY");
+/// and an RSA key with public exponent 3, which ring (our RSA signer)
+/// refuses and aws-lc loads instead. Each gets a whole STARTTLS delivery.
+#[test]
+fn key_first_pkcs1_sec1_and_exponent_3_keys_all_serve_starttls() {
+    need("openssl");
+    let dir = std::env::temp_dir().join(format!("qsmtpd-keyforms-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let openssl = |args: &[&str]| {
+        let o = Command::new("openssl")
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "openssl {args:?}: {}", text(&o));
+    };
+    let mut cases = Vec::new();
+    for (name, keygen) in [
+        (
+            "pkcs1",
+            &["genrsa", "-traditional", "-out", "k.pem", "2048"][..],
+        ),
+        (
+            "sec1",
+            &[
+                "ecparam",
+                "-name",
+                "prime256v1",
+                "-genkey",
+                "-noout",
+                "-out",
+                "k.pem",
+            ][..],
+        ),
+        (
+            "e3",
+            &[
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+                "-pkeyopt",
+                "rsa_keygen_pubexp:3",
+                "-out",
+                "k.pem",
+            ][..],
+        ),
+    ] {
+        openssl(keygen);
+        openssl(&[
+            "req",
+            "-x509",
+            "-new",
+            "-key",
+            "k.pem",
+            "-subj",
+            "/CN=mx.test",
+            "-days",
+            "2",
+            "-out",
+            "c.pem",
+        ]);
+        let key = std::fs::read_to_string(dir.join("k.pem")).unwrap();
+        let cert = std::fs::read_to_string(dir.join("c.pem")).unwrap();
+        cases.push((name, key, cert));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(cases[0].1.starts_with("-----BEGIN RSA PRIVATE KEY-----"));
+    assert!(cases[1].1.starts_with("-----BEGIN EC PRIVATE KEY-----"));
+    for (name, key, cert) in cases {
+        let srv = Setup::new(name)
+            .control("servercert.pem", &format!("{key}{cert}"))
+            .start();
+        let o = srv.swaks(&["--tls", "--to", "u@example.org", "--from", "a@sender.test"]);
+        let t = text(&o);
+        assert!(o.status.success(), "{name}: {t}");
+        assert!(t.contains("220 2.0.0 Ready to start TLS"), "{name}: {t}");
+        assert_eq!(srv.queued().len(), 1, "{name}");
+        assert!(!srv.stderr_log().contains("TLS not available"), "{name}");
+    }
+}
