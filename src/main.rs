@@ -63,7 +63,7 @@ extern "C" fn main(
 /// What Rust's start-up did that this program relies on: SIGPIPE ignored
 /// (a write to a qmail-queue or checkpassword that exited must fail with
 /// EPIPE, not kill us; children get the default back from
-/// `std::process::Command`), and fds 0, 1 and 2 open (a closed one is
+/// `std::process::Command` and `io::child::spawn`), and fds 0, 1 and 2 open (a closed one is
 /// pointed at /dev/null, so a file opened later cannot take its number and
 /// receive replies or log lines).
 fn start_up() {

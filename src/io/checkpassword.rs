@@ -143,8 +143,7 @@ fn run(
     wipe(&mut record);
 
     let Some(status) = child::wait_until(&mut child, deadline)? else {
-        let _ = nix::sys::signal::killpg(child::group(&child), nix::sys::signal::Signal::SIGKILL);
-        let _ = child::Process::wait(&mut child);
+        child::kill_group(&mut child);
         return Ok((
             AuthResult::TempFail,
             format!("timed out after {}s: killed", timeout.as_secs()),

@@ -162,8 +162,9 @@ impl Process for Spawned {
         self.waitid(false)
     }
     fn wait(&mut self) -> io::Result<ExitStatus> {
-        self.waitid(true)
-            .map(|st| st.unwrap_or_else(|| ExitStatus::from_raw(0)))
+        // A blocking waitid returns only with an exit; never a made-up one.
+        self.waitid(true)?
+            .ok_or_else(|| io::Error::other("waitid returned no exit"))
     }
 }
 
@@ -206,7 +207,7 @@ pub fn spawn(
     // Copies above every target number, so that no dup2 below
     // overwrites a source still to be copied. Closed in the parent when
     // this returns; close-on-exec in the child.
-    let mut high = Vec::with_capacity(fds.len() + 1);
+    let mut high = Vec::with_capacity(fds.len());
     for (fd, _) in fds {
         high.push(dup_high(*fd)?);
     }
@@ -246,6 +247,13 @@ fn dup_high(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     let n = fcntl(fd, FcntlArg::F_DUPFD_CLOEXEC(10))?;
     // SAFETY: fcntl just made descriptor `n`; nothing else owns it.
     Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(n) })
+}
+
+/// End `child` and everything it started: SIGKILL to its process group,
+/// then reap it. For a child whose deadline passed.
+pub fn kill_group(child: &mut impl Process) {
+    let _ = killpg(child.pid(), Signal::SIGKILL);
+    let _ = child.wait();
 }
 
 /// Whether `sig` is ignored here (e.g. SIGHUP under nohup). A blocked
@@ -417,8 +425,7 @@ pub fn report_and_exit(
     match status {
         Some(st) => Ok(Some((report, st))),
         None => {
-            let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
-            let _ = child.wait();
+            kill_group(child);
             Ok(None)
         }
     }

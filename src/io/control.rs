@@ -424,15 +424,13 @@ fn known_missing(path: &Path) -> bool {
 
 /// Read a whole control file; `None` if it does not exist.
 fn read_file(path: &Path) -> Result<Option<Vec<u8>>, ControlError> {
-    use std::io::Read;
     if known_missing(path) {
         return Ok(None);
     }
-    // Opened and read to the end without the statx std's File does for a
-    // size hint (`take` hides it): control files are small.
-    let mut data = Vec::new();
-    match std::fs::File::open(path).and_then(|f| f.take(u64::MAX).read_to_end(&mut data)) {
-        Ok(_) => Ok(Some(data)),
+    // Control files are small: a first read of 32 bytes (what std's
+    // read_to_end probes with) usually holds one.
+    match crate::io::read_small(path, 0) {
+        Ok(data) => Ok(Some(data)),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
         Err(e) => Err(ControlError::io(path, &e)),
     }

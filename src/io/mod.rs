@@ -18,3 +18,15 @@ pub mod rcpt_control;
 pub mod rcptcheck;
 pub mod tls;
 pub mod transport;
+
+/// A small file read whole, without the statx that `std::fs::read` makes
+/// for a size hint (`take` hides the file from that): `capacity` is the
+/// first read's size, enough for most such files in one read.
+pub fn read_small(path: &std::path::Path, capacity: usize) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut data = Vec::with_capacity(capacity);
+    std::fs::File::open(path)?
+        .take(u64::MAX)
+        .read_to_end(&mut data)?;
+    Ok(data)
+}

@@ -17,8 +17,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{Signal, killpg};
-
 use crate::core::policy::scan_ulong;
 use crate::core::spp::{self, Exit, Hook, Plugin, Plugins, Run};
 use crate::io::child;
@@ -131,18 +129,17 @@ impl Hooks {
             Some(out) => read_output(out, &child, deadline, run),
             None => Ok(Reading::Done),
         };
-        let group = child::group(&child);
         let exit = match read {
             Ok(Reading::Done) => child::wait_until(&mut child, deadline)?,
             Ok(Reading::TimedOut) | Err(_) => None,
             Ok(Reading::TooMuch) => {
-                kill(&mut child, group);
+                child::kill_group(&mut child);
                 return Ok(Exit::TooMuchOutput);
             }
         };
         Ok(match exit {
             None => {
-                kill(&mut child, group);
+                child::kill_group(&mut child);
                 Exit::TimedOut
             }
             Some(st) => match (st.code(), st.signal()) {
@@ -151,11 +148,6 @@ impl Hooks {
             },
         })
     }
-}
-
-fn kill(child: &mut Child, group: nix::unistd::Pid) {
-    let _ = killpg(group, Signal::SIGKILL);
-    let _ = child.wait();
 }
 
 /// How reading a plugin's output ended.

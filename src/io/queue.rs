@@ -154,11 +154,7 @@ impl Queue {
                 (None, None) => QueueExit::Unknown,
             },
             None => {
-                let _ = nix::sys::signal::killpg(
-                    child::group(&self.child),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-                let _ = self.child.wait();
+                child::kill_group(&mut self.child);
                 QueueExit::TimedOut
             }
         };

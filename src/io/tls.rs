@@ -325,14 +325,20 @@ impl ClientCertVerifier for RecordingVerifier {
 /// by [`server_config`] when STARTTLS is asked for (then 454).
 pub fn check_pem(cert: &Path, key: Option<&Path>) -> Result<(), ConfigError> {
     let cert_pem = read_file(cert, "certificate")?;
-    if !has_section(&cert_pem, &["CERTIFICATE"]) {
+    // One pass over the file for both (the key is usually in it too).
+    let (mut has_cert, mut key_in_cert) = (false, false);
+    for label in pem_labels(&cert_pem) {
+        has_cert |= label == b"CERTIFICATE";
+        key_in_cert |= KEY_KINDS.iter().any(|k| k.as_bytes() == label);
+    }
+    if !has_cert {
         return Err(no_certificate(cert));
     }
-    let (key_path, key_pem) = match key {
-        Some(k) => (k, read_file(k, "private key")?),
-        None => (cert, cert_pem),
+    let (key_path, has_key) = match key {
+        Some(k) => (k, has_key_section(&read_file(k, "private key")?)),
+        None => (cert, key_in_cert),
     };
-    if has_key_section(&key_pem) {
+    if has_key {
         Ok(())
     } else {
         Err(pem_error(
@@ -344,21 +350,19 @@ pub fn check_pem(cert: &Path, key: Option<&Path>) -> Result<(), ConfigError> {
 }
 
 /// A whole file, or why not (never its contents).
-/// Without the statx std's `fs::read` does for a size hint (`take` hides
-/// it): a certificate and key fit in the first 8 KiB read.
+/// A certificate and key fit in the first 8 KiB read.
 fn read_file(path: &Path, what: &str) -> Result<Vec<u8>, ConfigError> {
-    let mut data = Vec::with_capacity(8192);
-    std::fs::File::open(path)
-        .and_then(|f| f.take(u64::MAX).read_to_end(&mut data))
-        .map(|_| data)
-        .map_err(|e| pem_error(path, what, &pem::Error::Io(e)))
+    super::read_small(path, 8192).map_err(|e| pem_error(path, what, &pem::Error::Io(e)))
 }
 
 /// Whether `pem` has a private key section of a kind rustls reads (PKCS#8,
 /// PKCS#1 RSA, SEC1 EC); see [`has_section`].
 fn has_key_section(pem: &[u8]) -> bool {
-    has_section(pem, &["PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY"])
+    has_section(pem, &KEY_KINDS)
 }
+
+/// The labels of the private key sections rustls reads.
+const KEY_KINDS: [&str; 3] = ["PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY"];
 
 /// Whether `pem` has a section of one of `kinds`: a BEGIN line at the start of a
 /// line, then only base64 and white space up to its END line. Nothing is
