@@ -48,16 +48,23 @@ fn now() -> u64 {
 /// connection pays for every step of start-up, and Rust's (the main
 /// thread's stack bounds, found by glibc reading /proc/self/maps, and an
 /// alternate signal stack) was about a sixth of a plain session's
-/// instructions. What of it matters here is done by `start_up`;
-/// `std::env::args_os` still works (glibc hands argv to std's
-/// initialiser), and `process::exit` still flushes std's buffers.
+/// instructions. What of it matters here is done by `start_up`, and
+/// `process::exit` still flushes std's buffers. The arguments are read
+/// from `argv` here: `std::env::args_os` would only have them where the C
+/// library hands argv to std's initialiser (glibc does, musl does not).
 #[unsafe(no_mangle)]
-extern "C" fn main(
-    _argc: std::ffi::c_int,
-    _argv: *const *const std::ffi::c_char,
-) -> std::ffi::c_int {
+extern "C" fn main(argc: std::ffi::c_int, argv: *const *const std::ffi::c_char) -> std::ffi::c_int {
     start_up();
-    std::process::exit(run());
+    let count = usize::try_from(argc).unwrap_or(0);
+    let args: Vec<OsString> = (1..count)
+        .map(|i| {
+            // SAFETY: the C start-up passes argc entries of argv, each a
+            // NUL-terminated string that lives as long as the process.
+            let arg = unsafe { std::ffi::CStr::from_ptr(*argv.add(i)) };
+            OsString::from(std::ffi::OsStr::from_bytes(arg.to_bytes()))
+        })
+        .collect();
+    std::process::exit(run(args));
 }
 
 /// What Rust's start-up did that this program relies on: SIGPIPE ignored
@@ -91,8 +98,8 @@ fn start_up() {
     }
 }
 
-fn run() -> i32 {
-    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+/// `args`: the command line after the program name.
+fn run(args: Vec<OsString>) -> i32 {
     if args.first().is_some_and(|a| a == "--explain") {
         return explain_main(&args[1..]);
     }
