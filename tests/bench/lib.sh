@@ -5,7 +5,8 @@
 #   step MSG...                 a progress line on stderr
 #   need CMD:PACKAGE...         install (apt-get, as root) the packages of missing commands
 #   build                       cargo build --release of qmail-smtpd and the examples;
-#                               sets smtpd, fakeq, fakecp, bench (paths)
+#                               sets smtpd, fakeq, fakecp, bench (paths); smtpd is
+#                               $BENCH_SMTPD if set (another build of ours to measure)
 #   sandbox                     a temp qmail home in $dir: control/me localhost,
 #                               rcpthosts example.org, a self-signed RSA-2048
 #                               certificate ($dir/cert.pem, $dir/key.pem,
@@ -65,6 +66,9 @@ build() {
   fakeq="$target/release/examples/fake-qmail-queue"
   fakecp="$target/release/examples/fake-checkpassword"
   bench="$target/release/examples/smtp-bench"
+  # Another build of ours to measure (a musl or non-PIE one), with the same
+  # client and stand-ins.
+  smtpd=${BENCH_SMTPD:-$smtpd}
 }
 
 pids=()
