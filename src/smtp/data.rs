@@ -168,7 +168,9 @@ impl DataScanner {
                         b'\r' => self.state = State::Cr,
                         b'\n' => return (i, Err(DataError::BareLf)),
                         _ => {
-                            self.emit(&input[i - 1..i], out);
+                            // An ordinary line: InLine copies it from this
+                            // byte, in one piece with the rest of the line.
+                            i -= 1;
                             self.state = State::InLine;
                         }
                     }
@@ -188,8 +190,9 @@ impl DataScanner {
                         b'\r' => self.state = State::DotCr,
                         b'\n' => return (i, Err(DataError::BareLf)),
                         _ => {
-                            // The leading dot is dropped; this byte stays.
-                            self.emit(&input[i - 1..i], out);
+                            // The leading dot is dropped; from this byte
+                            // on, the line is copied as it is.
+                            i -= 1;
                             self.state = State::InLine;
                         }
                     }
