@@ -7,6 +7,9 @@
 #   build                       cargo build --release of qmail-smtpd and the examples;
 #                               sets smtpd, fakeq, fakecp, bench (paths); smtpd is
 #                               $BENCH_SMTPD if set (another build of ours to measure)
+#   build_musl                  the same qmail-smtpd for x86_64-unknown-linux-musl
+#                               (README, Install), where that target is
+#                               installed; sets smtpd_musl (empty if not)
 #   sandbox                     a temp qmail home in $dir: control/me localhost,
 #                               rcpthosts example.org, a self-signed RSA-2048
 #                               certificate ($dir/cert.pem, $dir/key.pem,
@@ -69,6 +72,19 @@ build() {
   # Another build of ours to measure (a musl or non-PIE one), with the same
   # client and stand-ins.
   smtpd=${BENCH_SMTPD:-$smtpd}
+}
+
+build_musl() {
+  local musl=x86_64-unknown-linux-musl target=${CARGO_TARGET_DIR:-$root/target}
+  case $target in /*) ;; *) target="$root/$target" ;; esac
+  smtpd_musl=""
+  if ! rustup target list --installed 2>/dev/null | grep -qx "$musl"; then
+    step "no musl build: the $musl target is not installed (rustup target add $musl)"
+    return 0
+  fi
+  step "building qmail-smtpd for $musl (release)"
+  cargo build --release --quiet --target "$musl" --bin qmail-smtpd
+  smtpd_musl="$target/$musl/release/qmail-smtpd"
 }
 
 pids=()
