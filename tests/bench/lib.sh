@@ -9,7 +9,8 @@
 #                               $BENCH_SMTPD if set (another build of ours to measure)
 #   build_musl                  the same qmail-smtpd for x86_64-unknown-linux-musl
 #                               (README, Install), where that target is
-#                               installed; sets smtpd_musl (empty if not)
+#                               installed; sets smtpd_musl (empty if not).
+#                               After build, which sets target_dir
 #   sandbox                     a temp qmail home in $dir: control/me localhost,
 #                               rcpthosts example.org, a self-signed RSA-2048
 #                               certificate ($dir/cert.pem, $dir/key.pem,
@@ -63,20 +64,19 @@ need() {
 build() {
   step "building qmail-smtpd and the examples (release)"
   cargo build --release --quiet --bin qmail-smtpd --examples
-  local target=${CARGO_TARGET_DIR:-$root/target}
-  case $target in /*) ;; *) target="$root/$target" ;; esac
-  smtpd="$target/release/qmail-smtpd"
-  fakeq="$target/release/examples/fake-qmail-queue"
-  fakecp="$target/release/examples/fake-checkpassword"
-  bench="$target/release/examples/smtp-bench"
+  target_dir=${CARGO_TARGET_DIR:-$root/target}
+  case $target_dir in /*) ;; *) target_dir="$root/$target_dir" ;; esac
+  smtpd="$target_dir/release/qmail-smtpd"
+  fakeq="$target_dir/release/examples/fake-qmail-queue"
+  fakecp="$target_dir/release/examples/fake-checkpassword"
+  bench="$target_dir/release/examples/smtp-bench"
   # Another build of ours to measure (a musl or non-PIE one), with the same
   # client and stand-ins.
   smtpd=${BENCH_SMTPD:-$smtpd}
 }
 
 build_musl() {
-  local musl=x86_64-unknown-linux-musl target=${CARGO_TARGET_DIR:-$root/target}
-  case $target in /*) ;; *) target="$root/$target" ;; esac
+  local musl=x86_64-unknown-linux-musl
   smtpd_musl=""
   if ! rustup target list --installed 2>/dev/null | grep -qx "$musl"; then
     step "no musl build: the $musl target is not installed (rustup target add $musl)"
@@ -84,7 +84,7 @@ build_musl() {
   fi
   step "building qmail-smtpd for $musl (release)"
   cargo build --release --quiet --target "$musl" --bin qmail-smtpd
-  smtpd_musl="$target/$musl/release/qmail-smtpd"
+  smtpd_musl="$target_dir/$musl/release/qmail-smtpd"
 }
 
 pids=()
